@@ -1,0 +1,214 @@
+"""``evalkit`` command line: tasks, models, samples, run, score (and the report commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from evalkit.errors import ConfigError, EvalkitError
+from evalkit.report.results import Results
+
+Handler = Callable[[argparse.Namespace], int]
+_console = Console(stderr=True)
+
+
+def _kv_list(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def _parse_gen(values: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in _kv_list(values, "--gen").items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task or group name (see `evalkit tasks`)")
+    p.add_argument("--data", action="append", metavar="KEY=PATH", help="override a data path")
+    p.add_argument("--protocol", default="default", help="protocol variant: default | reference")
+    p.add_argument("--output", type=Path, help="output directory")
+
+
+def print_metrics(results: Results) -> None:
+    table = Table(title=f"{results.task} — {results.model}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in results.metrics.items():
+        table.add_row(name, f"{value:.2f}")
+    table.add_row("n", str(results.n))
+    if results.n_failed:
+        table.add_row("failed", str(results.n_failed))
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from evalkit.task import load_card, task_names
+
+    table = Table("task", "protocol", "metrics", "description")
+    for name in task_names():
+        card, _, _ = load_card(name)
+        kind = "group: " + ", ".join(card.tasks) if card.is_group else card.protocol
+        table.add_row(name, kind, ", ".join(card.metrics), card.description.strip()[:70])
+    Console(width=160).print(table)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from evalkit.models import MODELS
+
+    for name in MODELS.names():
+        print(name)
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from evalkit.task import get_task
+
+    task = get_task(args.task, args.protocol)
+    data = task.resolve_data(_kv_list(args.data, "--data"), command="samples")
+    read = task.load_samples(data)
+    samples = read.samples[: args.limit] if args.limit is not None else read.samples
+    requests = {r.sample_id: r for r in task.build_requests(samples)}
+    out = sys.stdout
+    for sample in samples:
+        row = sample.to_json()
+        if sample.id in requests:
+            row["prompt"] = requests[sample.id].prompt
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _output_dir(args: argparse.Namespace, model: str, task: str, group: bool) -> Path:
+    if args.output is not None:
+        return args.output / task if group else args.output
+    suffix = "" if args.protocol == "default" else f"@{args.protocol}"
+    return Path("evalkit_runs") / model / f"{task}{suffix}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from evalkit.engine.runner import run_task
+    from evalkit.models import build_adapter, parse_model_args
+    from evalkit.task import expand_group, get_task
+
+    members = expand_group(args.task)
+    adapter = build_adapter(args.model, parse_model_args(args.model_args))
+    overrides = _kv_list(args.data, "--data")
+    try:
+        for name in members:
+            task = get_task(name, args.protocol)
+            data = task.resolve_data(overrides if len(members) == 1 else
+                                     {k: v for k, v in overrides.items() if k in task.card.data})
+            out = _output_dir(args, args.model, name, len(members) > 1)
+            results = run_task(task, adapter, args.model, data, out, args.limit,
+                               _parse_gen(args.gen), _console)
+            print_metrics(results)
+            _console.print(f"results: {out / 'results.json'}")
+    finally:
+        adapter.close()
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from evalkit.engine.runner import score_file
+    from evalkit.task import get_task
+
+    task = get_task(args.task, args.protocol)
+    data = task.resolve_data(_kv_list(args.data, "--data"), command="score")
+    out = args.output or args.predictions.parent
+    results = score_file(task, args.predictions, data, out, args.model_name)
+    print_metrics(results)
+    _console.print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalkit", description=__doc__)
+    parser.add_argument("--include", action="append", default=[], metavar="PATH",
+                        help="also load the task cards of this folder")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("tasks", help="list task cards").set_defaults(handler=cmd_tasks)
+    sub.add_parser("models", help="list adapters").set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("samples", help="print a task's samples as JSON lines")
+    _add_task_args(p)
+    p.add_argument("--limit", type=int)
+    p.set_defaults(handler=cmd_samples)
+
+    p = sub.add_parser("run", help="run a model on a task and score it (resumable)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--model-args", default="", metavar="k=v,...")
+    _add_task_args(p)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--gen", action="append", metavar="KEY=VALUE",
+                   help="override a generation setting (max_new_tokens, temperature, seed)")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("score", help="score a predictions JSONL ({id, text} per line)")
+    _add_task_args(p)
+    p.add_argument("--predictions", required=True, type=Path)
+    p.add_argument("--model-name", default=None, help="name for the results (default: file stem)")
+    p.set_defaults(handler=cmd_score)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Command groups that live beside their code (reports, leaderboards...)."""
+    import importlib
+
+    found = []
+    for module in ("evalkit.report.commands",):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        found.append(mod.register)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from evalkit.task import include_cards
+
+        for folder in args.include:
+            include_cards(folder)
+        handler: Handler = args.handler
+        return handler(args)
+    except EvalkitError as exc:
+        _console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        _console.print("[yellow]interrupted[/]: finished predictions are kept in the store")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

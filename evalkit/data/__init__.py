@@ -1,0 +1,82 @@
+"""Readers: one module per real data format. Each turns data files into :class:`Sample`s.
+
+A reader is a function ``read(data, options) -> ReadResult`` registered under a name that
+task cards use (``reader: osprey_json``). ``data`` maps the card's data keys to paths (some
+may be ``None`` when a key is only needed for ``run``, e.g. ``images`` during ``score``).
+Readers never open images: they resolve image paths, nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import DataError
+from evalkit.records import Sample
+from evalkit.registry import Registry
+
+
+@dataclass
+class ReadResult:
+    samples: list[Sample]
+    files: list[Path] = field(default_factory=list)  # every data file read (for provenance)
+    notes: list[str] = field(default_factory=list)  # what the reader decided (e.g. subsampling)
+
+
+Reader = Callable[[Mapping[str, "Path | None"], Mapping[str, Any]], ReadResult]
+
+READERS: Registry[Reader] = Registry("reader", "evalkit.data")
+
+
+def register_reader(name: str) -> Callable[[Reader], Reader]:
+    return READERS.register(name)
+
+
+def load_json(path: Path) -> Any:
+    """Read a JSON file, turning every failure into a :class:`DataError` naming the file."""
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if path.is_dir():
+        raise DataError(path, "expected a file, found a directory")
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read()
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def load_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """JSON lines as (line number, object); blank lines are skipped."""
+    if not path.exists():
+        raise DataError(path, "file not found")
+    out = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise DataError(path, "not UTF-8 text", record=f"line {lineno}") from exc
+            if not line:
+                continue
+            try:
+                out.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"malformed JSON: {exc.msg}", record=f"line {lineno}") from exc
+    return out
+
+
+def require_path(data: Mapping[str, Path | None], key: str) -> Path:
+    path = data.get(key)
+    if path is None:
+        raise DataError(f"<data key {key!r}>", f"no path given; pass --data {key}=PATH")
+    return path
+
+
+def image_path(images: Path | None, file_name: str) -> str | None:
+    return str(images / file_name) if images is not None else None

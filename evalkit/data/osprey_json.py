@@ -1,0 +1,146 @@
+"""Referring-classification data: Osprey's 1K-image subsets and raw LVIS / PACO-LVIS JSON.
+
+* ``lvis_val_1k_category.json`` / ``paco_val_1k_category.json`` (Osprey's released subsets):
+  a list of ``{file_name, height, width, categories: [str], annotations: [{segmentation}]}``,
+  ``categories[i]`` naming ``annotations[i]``. Sample id: ``<file stem>#<i>``.
+* Raw LVIS v1 val / PACO-LVIS val (COCO-style ``{images, annotations, categories}``): a seeded
+  sample of ``sample_images`` images (default 1,000, seed 0: ``random.Random(seed).sample``
+  over the sorted ids of the images that have usable annotations — the same on every
+  machine). Sample id: ``<image id>/<annotation id>``. ``parts_only`` keeps PACO's
+  ``object:part`` categories.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from evalkit.data import ReadResult, image_path, load_json, register_reader, require_path
+from evalkit.errors import DataError
+from evalkit.records import Sample
+from evalkit.regions import Region, RegionError
+
+
+@register_reader("osprey_json")
+def read_referring(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
+    path = require_path(data, "annotations")
+    raw = load_json(path)
+    images = data.get("images")
+    if isinstance(raw, list):
+        samples = read_osprey_subset(path, raw, images)
+        return ReadResult(samples, [path], [f"{path.name}: Osprey subset, {len(samples)} regions"])
+    if isinstance(raw, dict) and {"images", "annotations", "categories"} <= raw.keys():
+        return read_coco_style(path, raw, images, options)
+    raise DataError(
+        path,
+        "expected Osprey's list of image records or a COCO-style object with "
+        "'images', 'annotations' and 'categories'",
+    )
+
+
+def _field(path: Path, record: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in record:
+        raise DataError(path, f"missing field {key!r}", where)
+    value = record[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise DataError(path, f"field {key!r} has the wrong type ({type(value).__name__})", where)
+    return value
+
+
+def read_osprey_subset(path: Path, records: list[Any], images: Path | None) -> list[Sample]:
+    samples: list[Sample] = []
+    for index, record in enumerate(records):
+        where = f"#{index}"
+        if not isinstance(record, dict):
+            raise DataError(path, "an image record must be an object", where)
+        file_name = _field(path, record, "file_name", str, where)
+        where = f"#{index} ({file_name})"
+        height = _field(path, record, "height", int, where)
+        width = _field(path, record, "width", int, where)
+        categories = _field(path, record, "categories", list, where)
+        annotations = _field(path, record, "annotations", list, where)
+        if len(categories) != len(annotations):
+            raise DataError(
+                path,
+                f"{len(categories)} categories for {len(annotations)} annotations",
+                where,
+            )
+        stem = PurePosixPath(file_name).stem
+        for i, (category, ann) in enumerate(zip(categories, annotations, strict=True)):
+            ann_where = f"{where} annotation {i}"
+            if not isinstance(category, str):
+                raise DataError(path, f"category is not a string: {category!r}", ann_where)
+            if not isinstance(ann, dict) or "segmentation" not in ann:
+                raise DataError(path, "annotation has no 'segmentation'", ann_where)
+            try:
+                region = Region.from_segmentation(ann["segmentation"], height, width)
+            except RegionError as exc:
+                raise DataError(path, f"invalid segmentation: {exc}", ann_where) from exc
+            samples.append(
+                Sample(
+                    id=f"{stem}#{i}",
+                    image=file_name,
+                    regions=[region],
+                    target=category,
+                    image_path=image_path(images, file_name),
+                )
+            )
+    return samples
+
+
+def read_coco_style(
+    path: Path, raw: dict[str, Any], images: Path | None, options: Mapping[str, Any]
+) -> ReadResult:
+    n_images = int(options.get("sample_images", 1000))
+    seed = int(options.get("seed", 0))
+    parts_only = bool(options.get("parts_only", False))
+    categories = {c["id"]: c["name"] for c in raw["categories"]}
+    image_info: dict[int, dict[str, Any]] = {}
+    for k, img in enumerate(raw["images"]):
+        if not isinstance(img, dict) or "id" not in img:
+            raise DataError(path, "image entry has no 'id'", f"images[{k}]")
+        image_info[img["id"]] = img
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for k, ann in enumerate(raw["annotations"]):
+        where = f"annotations[{k}]"
+        if not isinstance(ann, dict) or not {"id", "image_id", "category_id", "segmentation"} <= ann.keys():
+            raise DataError(path, "annotation needs id, image_id, category_id, segmentation", where)
+        if ann["category_id"] not in categories:
+            raise DataError(path, f"unknown category_id {ann['category_id']}", f"{where} (id {ann['id']})")
+        if ann["image_id"] not in image_info:
+            raise DataError(path, f"unknown image_id {ann['image_id']}", f"{where} (id {ann['id']})")
+        if parts_only and ":" not in categories[ann["category_id"]]:
+            continue
+        if ann.get("iscrowd", 0):
+            continue
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    eligible = sorted(by_image)
+    chosen = sorted(random.Random(seed).sample(eligible, min(n_images, len(eligible))))
+    samples: list[Sample] = []
+    for image_id in chosen:
+        img = image_info[image_id]
+        file_name = img.get("file_name") or PurePosixPath(str(img.get("coco_url", ""))).name
+        if not file_name:
+            raise DataError(path, "image has neither file_name nor coco_url", f"image {image_id}")
+        for ann in sorted(by_image[image_id], key=lambda a: a["id"]):
+            try:
+                region = Region.from_segmentation(ann["segmentation"], img["height"], img["width"])
+            except RegionError as exc:
+                raise DataError(path, f"invalid segmentation: {exc}", f"annotation {ann['id']}") from exc
+            samples.append(
+                Sample(
+                    id=f"{image_id}/{ann['id']}",
+                    image=file_name,
+                    regions=[region],
+                    target=categories[ann["category_id"]],
+                    image_path=image_path(images, file_name),
+                )
+            )
+    note = (
+        f"{path.name}: COCO-style; {len(chosen)} of {len(eligible)} images sampled with "
+        f"random.Random({seed}).sample over sorted image ids"
+        + ("; part categories only" if parts_only else "")
+    )
+    return ReadResult(samples, [path], [note])

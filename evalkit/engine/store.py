@@ -1,0 +1,132 @@
+"""The prediction store: one SQLite file (WAL) per run directory, one row per prediction.
+
+Rows are keyed by :func:`prediction_key` — a hash of everything that determines an answer
+(task card hash, request id, request payload, adapter fingerprint). A re-run computes the
+same keys, finds the finished rows and asks the adapter only for the rest. Each row is
+committed as soon as the adapter yields it, so SIGKILL loses only requests in flight;
+``INSERT OR IGNORE`` on the primary key means a row can never be stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import EvalkitError
+from evalkit.records import Prediction, Request
+
+SCHEMA_VERSION = "1"
+
+
+def prediction_key(card_hash: str, request: Request, adapter_fingerprint: dict[str, Any]) -> str:
+    parts = {
+        "card": card_hash,
+        "request": request.id,
+        "payload": request.payload_digest(),
+        "adapter": adapter_fingerprint,
+    }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StoreError(EvalkitError):
+    pass
+
+
+class PredictionStore:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (not a power cut) and keeps
+            # per-row commits cheap.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS predictions (
+                    key TEXT PRIMARY KEY,
+                    request_id TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    created REAL NOT NULL
+                );
+                CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+                """
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+            (found,) = self._db.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{path}: not a usable prediction store ({exc}); move it away to start afresh"
+            ) from exc
+        if found != SCHEMA_VERSION:
+            raise StoreError(f"{path}: store schema {found}, this evalkit writes {SCHEMA_VERSION}")
+        if check != "ok":
+            raise StoreError(f"{path}: store failed its integrity check: {check}")
+
+    def put(self, key: str, prediction: Prediction) -> bool:
+        """Store one prediction; False when that key was already there (never duplicated)."""
+        record = json.dumps(prediction.to_json(), ensure_ascii=False)
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO predictions (key, request_id, record, created) VALUES (?, ?, ?, ?)",
+            (key, prediction.request_id, record, time.time()),
+        )
+        return cur.rowcount == 1
+
+    def existing(self, keys: Iterable[str]) -> set[str]:
+        wanted = list(keys)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key FROM predictions WHERE key IN ({marks})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Prediction]:
+        wanted = list(keys)
+        out: dict[str, Prediction] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, record FROM predictions WHERE key IN ({marks})", chunk
+            )
+            for key, record in rows:
+                out[key] = _prediction_from_json(json.loads(record))
+        return out
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+
+    def rows(self) -> Iterator[tuple[str, Prediction]]:
+        for key, record in self._db.execute("SELECT key, record FROM predictions ORDER BY rowid"):
+            yield key, _prediction_from_json(json.loads(record))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> PredictionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _prediction_from_json(obj: dict[str, Any]) -> Prediction:
+    return Prediction(
+        request_id=obj["id"],
+        text=obj["text"],
+        prompt=obj.get("prompt"),
+        token_ids=obj.get("token_ids"),
+        meta=obj.get("meta", {}),
+    )

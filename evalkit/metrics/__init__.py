@@ -1,0 +1,1 @@
+"""Metrics: pure functions of (targets, predictions), tested against hand-computed values."""

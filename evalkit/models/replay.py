@@ -1,0 +1,48 @@
+"""``replay``: serves the answers of a predictions JSONL file as if a model produced them.
+
+Use it to re-score, or to run a model evaluated elsewhere through the full engine
+(store, provenance, reports): ``--model replay --model-args path=preds.jsonl``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from evalkit.data import load_jsonl
+from evalkit.errors import ConfigError, PredictionsError
+from evalkit.models import Adapter, register_model, sha256_file
+from evalkit.records import Prediction, Request
+
+
+class ReplayAdapter(Adapter):
+    name = "replay"
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.texts: dict[str, str] = {}
+        for lineno, obj in load_jsonl(self.path):
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "id" not in obj:
+                raise PredictionsError(self.path, 'expected {"id": ..., "text": "..."}', f"line {lineno}")
+            if str(obj["id"]) in self.texts:
+                raise PredictionsError(self.path, f"id {obj['id']!r} appears twice", f"line {lineno}")
+            self.texts[str(obj["id"])] = obj["text"]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"predictions_sha256": sha256_file(self.path)}
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Prediction]:
+        for request in requests:
+            if request.id not in self.texts:
+                raise PredictionsError(self.path, f"no prediction for request id {request.id!r}")
+            yield Prediction(request.id, self.texts[request.id])
+
+
+@register_model("replay")
+def replay(path: str | None = None, **unknown: str) -> Adapter:
+    if unknown:
+        raise ConfigError(f"replay takes only path=FILE, got {sorted(unknown)}")
+    if path is None:
+        raise ConfigError("replay needs --model-args path=PREDICTIONS.jsonl")
+    return ReplayAdapter(path)

@@ -1,0 +1,1 @@
+"""Scoring protocols: one module per benchmark family, registered by name for task cards."""

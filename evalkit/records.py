@@ -1,0 +1,84 @@
+"""The records that flow one way through evalkit: Sample -> Request -> Prediction.
+
+* A :class:`Sample` is one unit of ground truth as the benchmark defines it (one region of
+  LVIS, one POPE question, one panoptic segment). Its ``id`` is stable and derived from
+  the data, never from enumeration order.
+* A :class:`Request` is what an adapter is asked: an image, a prompt with ``<region>``
+  placeholders (the i-th placeholder is ``regions[i]``) and generation settings.
+* A :class:`Prediction` is the adapter's raw answer to one request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalkit.regions import Region
+
+REGION_PLACEHOLDER = "<region>"
+IMAGE_PLACEHOLDER = "<image>"
+
+
+@dataclass
+class Sample:
+    id: str
+    image: str | None  # file name as written in the data (relative to the images folder)
+    regions: list[Region]
+    target: Any  # the ground truth in the benchmark's own form (category string, captions...)
+    image_path: str | None = None  # resolved path, when the images folder is known
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "image": self.image,
+            "target": self.target,
+            "regions": [r.to_json() for r in self.regions],
+            **({"meta": self.meta} if self.meta else {}),
+        }
+
+
+@dataclass
+class Request:
+    id: str  # unique within a task; equals sample_id when a sample makes one request
+    sample_id: str
+    image_path: str | None
+    prompt: str
+    regions: list[Region]
+    generation: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)  # task hints (e.g. MDVP domain)
+
+    def payload(self) -> dict[str, Any]:
+        """Everything that determines the model's answer, in canonical JSON form."""
+        return {
+            "image": self.image_path,
+            "prompt": self.prompt,
+            "regions": [r.to_json() for r in self.regions],
+            "generation": self.generation,
+            "extra": self.extra,
+        }
+
+    def payload_digest(self) -> str:
+        text = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Prediction:
+    request_id: str
+    text: str  # raw generated text, before any task post-processing
+    prompt: str | None = None  # the prompt as the adapter rendered it
+    token_ids: list[int] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # region conversions, timings, errors
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.request_id, "text": self.text}
+        if self.prompt is not None:
+            out["prompt"] = self.prompt
+        if self.token_ids is not None:
+            out["token_ids"] = self.token_ids
+        if self.meta:
+            out["meta"] = self.meta
+        return out

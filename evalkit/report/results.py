@@ -1,0 +1,119 @@
+"""The typed ``results.json`` schema and the provenance every result carries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+import evalkit
+from evalkit.errors import DataError
+
+RESULTS_FILE = "results.json"
+SAMPLES_FILE = "samples.jsonl"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+class Timings(BaseModel):
+    wall_s: float = 0.0
+    generate_s: float = 0.0
+    score_s: float = 0.0
+    samples_per_s: float = 0.0
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    evalkit_version: str
+    git_sha: str | None
+    created: str
+    task_card: str
+    task_card_hash: str
+    protocol_variant: str
+    data_files: dict[str, str]  # path -> sha256
+    adapter: dict[str, Any]  # name + fingerprint (checkpoint hashes)
+    generation: dict[str, Any]
+    deviations: list[str]  # every departure from the reference protocol
+    notes: list[str] = []
+    timings: Timings = Timings()
+    command: list[str] = []
+
+
+class Results(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    task: str
+    model: str
+    metrics: dict[str, float]
+    n: int  # samples in the task
+    n_scored: int
+    n_failed: int
+    counts: dict[str, int] = {}
+    provenance: Provenance
+
+    def write(self, out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / RESULTS_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.model_dump(), indent=2, ensure_ascii=False) + "\n", "utf-8")
+        tmp.replace(path)  # atomic: a reader never sees half a results file
+        return path
+
+    @staticmethod
+    def read(path: Path) -> Results:
+        if path.is_dir():
+            path = path / RESULTS_FILE
+        if not path.exists():
+            raise DataError(path, "results file not found")
+        try:
+            return Results.model_validate_json(path.read_text("utf-8"))
+        except ValueError as exc:
+            raise DataError(path, f"not an evalkit results file: {exc}") from exc
+
+
+def git_sha() -> str | None:
+    """The evalkit checkout's commit, when evalkit runs from a git checkout."""
+    root = Path(evalkit.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+_file_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file; of a folder, a digest over its (relative name, size) listing."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _file_hash_cache:
+        return _file_hash_cache[key]
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{child.relative_to(path)}\0{child.stat().st_size}\n".encode())
+        value = "listing:" + digest.hexdigest()
+    else:
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        value = digest.hexdigest()
+    _file_hash_cache[key] = value
+    return value
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
