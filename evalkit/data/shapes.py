@@ -234,3 +234,32 @@ def read_shapes_cls(data: Mapping[str, Path | None], options: Mapping[str, Any])
 
     samples = read_osprey_subset(annotations, load_json(annotations), images)
     return ReadResult(samples, [annotations], [f"shapes v{VERSION} {split}: {len(samples)} regions"])
+
+
+# ---------------------------------------------------------------------- canonical texts
+# The words every shapes view uses, defined once so the caption / yes-no / panoptic views and
+# the tiny model's training data agree.
+def category_phrase(category: str) -> str:
+    """``red_circle`` -> ``red circle``; ``house:roof`` -> ``house roof``."""
+    return category.replace("_", " ").replace(":", " ")
+
+
+def region_captions(category: str) -> list[str]:
+    """Reference captions of one region; the first is the canonical answer."""
+    if category.startswith("house:"):
+        part = category.split(":", 1)[1]
+        return [f"the {part} of a house", f"a house {part}", f"{part} of the house"]
+    colour, shape = category.split("_", 1)
+    return [f"a {colour} {shape}", f"a {shape} that is {colour}", f"the {colour} {shape}"]
+
+
+def object_names(scene: dict[str, Any]) -> list[str]:
+    """Phrases of the objects present (``red circle``, ``house``), in drawing order."""
+    names = []
+    for obj in scene["objects"]:
+        names.append("house" if obj["shape"] == "house" else f"{obj['colour']} {obj['shape']}")
+    return names
+
+
+def all_object_names() -> list[str]:
+    return [f"{c} {s}" for c in COLOURS for s in SHAPES] + ["house"]
