@@ -1,0 +1,1 @@
+"""Built-in task cards (YAML); a package so importlib.resources finds exactly these."""
