@@ -203,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args)
     except EvalkitError as exc:
-        _console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # Plain text on one line: errors are grepped by scripts and CI logs.
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _console.print("[yellow]interrupted[/]: finished predictions are kept in the store")
