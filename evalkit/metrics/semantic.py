@@ -38,4 +38,4 @@ def semantic_similarity(
     b = np.asarray(encoder(targets), dtype=np.float64)
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-8)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-8)
-    return np.einsum("ij,ij->i", a, b)  # type: ignore[no-any-return]
+    return np.einsum("ij,ij->i", a, b)

@@ -1,0 +1,34 @@
+"""Developer sessions. They run in the current environment (``pip install -e '.[test]'``
+first): a fresh virtualenv per session would reinstall torch every time."""
+
+from __future__ import annotations
+
+import glob
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.run("ruff", "check", "evalkit", "tests", "benchmarks", "noxfile.py")
+    session.run("mypy", "evalkit")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's first command: the bundled tiny Osprey on the bundled shapes set."""
+    session.run("evalkit", "run", "--model", "osprey-tiny", "--task", "shapes_cls")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    for script in sorted(glob.glob("benchmarks/*.py")):
+        session.run("python", script, *session.posargs)
