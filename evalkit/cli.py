@@ -45,6 +45,8 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", metavar="KEY=PATH", help="override a data path")
     p.add_argument("--protocol", default="default", help="protocol variant: default | reference")
     p.add_argument("--output", type=Path, help="output directory")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="bad input: stop with a clear error (default) or skip, count and list it")
 
 
 def print_metrics(results: Results) -> None:
@@ -119,9 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                      {k: v for k, v in overrides.items() if k in task.card.data})
             out = _output_dir(args, args.model, name, len(members) > 1)
             results = run_task(task, adapter, args.model, data, out, args.limit,
-                               _parse_gen(args.gen), _console)
-            print_metrics(results)
-            _console.print(f"results: {out / 'results.json'}")
+                               _parse_gen(args.gen), _console, args.on_error)
+            if results is not None:  # None on the non-zero ranks of a torchrun
+                print_metrics(results)
+                _console.print(f"results: {out / 'results.json'}")
     finally:
         adapter.close()
     return 0
@@ -134,7 +137,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     task = get_task(args.task, args.protocol)
     data = task.resolve_data(_kv_list(args.data, "--data"), command="score")
     out = args.output or args.predictions.parent
-    results = score_file(task, args.predictions, data, out, args.model_name)
+    results = score_file(task, args.predictions, data, out, args.model_name, args.on_error)
     print_metrics(results)
     _console.print(f"results: {out / 'results.json'}")
     return 0

@@ -15,6 +15,7 @@ class DataError(EvalkitError):
     def __init__(self, path: str | Path, message: str, record: str | int | None = None) -> None:
         self.path = str(path)
         self.record = record
+        self.message = message
         where = f"{self.path}" + (f", record {record}" if record is not None else "")
         super().__init__(f"{where}: {message}")
 

@@ -71,10 +71,16 @@ class Prediction:
     text: str  # raw generated text, before any task post-processing
     prompt: str | None = None  # the prompt as the adapter rendered it
     token_ids: list[int] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)  # region conversions, timings, errors
+    meta: dict[str, Any] = field(default_factory=dict)  # region conversions, timings
+    # Set when this request could not be answered because of its input (unreadable image,
+    # region the model cannot take): the engine fails or skips it under --on-error; such a
+    # prediction is never stored, so a later run tries again.
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.request_id, "text": self.text}
+        if self.error is not None:
+            out["error"] = self.error
         if self.prompt is not None:
             out["prompt"] = self.prompt
         if self.token_ids is not None:

@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from evalkit.data import READERS, ReadResult
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, DataError
 from evalkit.records import Request, Sample
 from evalkit.registry import Registry
 
@@ -178,8 +178,9 @@ class Task:
             out = {k: (v if "score" in self.card.data[k].needed_for else None) for k, v in out.items()}
         return out
 
-    def load_samples(self, data: Mapping[str, Path | None]) -> ReadResult:
-        result = READERS.get(self.card.reader)(data, self.card.reader_args)
+    def load_samples(self, data: Mapping[str, Path | None], on_error: str = "fail") -> ReadResult:
+        options = {**self.card.reader_args, "on_error": on_error}
+        result = READERS.get(self.card.reader)(data, options)
         _check_unique_ids(result)
         return result
 
@@ -196,11 +197,12 @@ class Task:
 
 
 def _check_unique_ids(result: ReadResult) -> None:
+    """Ids key the store and the predictions files: two samples may never share one."""
     seen: set[str] = set()
     for s in result.samples:
         if s.id in seen:
             where = result.files[0] if result.files else "<data>"
-            raise ConfigError(f"{where}: duplicate sample id {s.id!r}")
+            raise DataError(where, f"duplicate sample id {s.id!r} (ids must be unique)", s.id)
         seen.add(s.id)
 
 

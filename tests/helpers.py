@@ -70,3 +70,12 @@ def write_coco_style(path: Path, names: list[str], n_images: int, seed: int = 0)
 
 def write_predictions(path: Path, rows: list[tuple[str, str]]) -> None:
     path.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in rows))
+
+
+def write_images(folder: Path, records: list[dict[str, Any]]) -> None:
+    """A flat-colour JPEG of the right size for every image record."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, r in enumerate(records):
+        Image.new("RGB", (r["width"], r["height"]), (k * 40 % 255, 90, 160)).save(folder / r["file_name"])

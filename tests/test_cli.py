@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from evalkit.cli import main
-from tests.helpers import LVIS_NAMES, write_osprey_subset, write_predictions
+from tests.helpers import LVIS_NAMES, write_images, write_osprey_subset, write_predictions
 
 
 def evalkit(*args, check=False):
@@ -37,6 +37,7 @@ def test_samples_prints_the_contract_fields(tmp_path, capsys):
 @pytest.fixture
 def lvis(tmp_path):
     records = write_osprey_subset(tmp_path / "a.json", LVIS_NAMES, 3)
+    write_images(tmp_path, records)
     ids = [f"{r['file_name'][:-4]}#{i}" for r in records for i in range(len(r["categories"]))]
     return tmp_path, ids
 

@@ -9,7 +9,8 @@ Readers never open images: they resolve image paths, nothing more.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,31 @@ class ReadResult:
     samples: list[Sample]
     files: list[Path] = field(default_factory=list)  # every data file read (for provenance)
     notes: list[str] = field(default_factory=list)  # what the reader decided (e.g. subsampling)
+    skipped: list[str] = field(default_factory=list)  # bad records left out under --on-error skip
+
+
+class RecordErrors:
+    """A reader's per-record error policy (``--on-error``).
+
+    ``fail`` (default) raises the first :class:`DataError`; ``skip`` records its message and
+    goes on with the next record, so the run can proceed and the results list what was left
+    out. Wrap the processing of one record in :meth:`guard`.
+    """
+
+    def __init__(self, options: Mapping[str, Any]):
+        self.policy = str(options.get("on_error", "fail"))
+        if self.policy not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {self.policy!r}")
+        self.skipped: list[str] = []
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        try:
+            yield
+        except DataError as exc:
+            if self.policy == "fail":
+                raise
+            self.skipped.append(str(exc))
 
 
 Reader = Callable[[Mapping[str, "Path | None"], Mapping[str, Any]], ReadResult]

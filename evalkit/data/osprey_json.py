@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from evalkit.data import ReadResult, image_path, load_json, register_reader, require_path
+from evalkit.data import (
+    ReadResult,
+    RecordErrors,
+    image_path,
+    load_json,
+    register_reader,
+    require_path,
+)
 from evalkit.errors import DataError
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
@@ -28,11 +35,15 @@ def read_referring(data: Mapping[str, Path | None], options: Mapping[str, Any]) 
     path = require_path(data, "annotations")
     raw = load_json(path)
     images = data.get("images")
+    errors = RecordErrors(options)
     if isinstance(raw, list):
-        samples = read_osprey_subset(path, raw, images)
-        return ReadResult(samples, [path], [f"{path.name}: Osprey subset, {len(samples)} regions"])
+        samples = read_osprey_subset(path, raw, images, errors)
+        note = f"{path.name}: Osprey subset, {len(samples)} regions"
+        return ReadResult(samples, [path], [note], errors.skipped)
     if isinstance(raw, dict) and {"images", "annotations", "categories"} <= raw.keys():
-        return read_coco_style(path, raw, images, options)
+        result = read_coco_style(path, raw, images, options, errors)
+        result.skipped = errors.skipped
+        return result
     raise DataError(
         path,
         "expected Osprey's list of image records or a COCO-style object with "
@@ -49,35 +60,40 @@ def _field(path: Path, record: dict[str, Any], key: str, kind: type | tuple[type
     return value
 
 
-def read_osprey_subset(path: Path, records: list[Any], images: Path | None) -> list[Sample]:
+def read_osprey_subset(
+    path: Path, records: list[Any], images: Path | None, errors: RecordErrors | None = None
+) -> list[Sample]:
+    errors = errors or RecordErrors({})
     samples: list[Sample] = []
     for index, record in enumerate(records):
-        where = f"#{index}"
-        if not isinstance(record, dict):
-            raise DataError(path, "an image record must be an object", where)
-        file_name = _field(path, record, "file_name", str, where)
-        where = f"#{index} ({file_name})"
-        height = _field(path, record, "height", int, where)
-        width = _field(path, record, "width", int, where)
-        categories = _field(path, record, "categories", list, where)
-        annotations = _field(path, record, "annotations", list, where)
-        if len(categories) != len(annotations):
-            raise DataError(
-                path,
-                f"{len(categories)} categories for {len(annotations)} annotations",
-                where,
-            )
-        stem = PurePosixPath(file_name).stem
-        for i, (category, ann) in enumerate(zip(categories, annotations, strict=True)):
-            ann_where = f"{where} annotation {i}"
-            if not isinstance(category, str):
-                raise DataError(path, f"category is not a string: {category!r}", ann_where)
-            if not isinstance(ann, dict) or "segmentation" not in ann:
-                raise DataError(path, "annotation has no 'segmentation'", ann_where)
-            try:
-                region = Region.from_segmentation(ann["segmentation"], height, width)
-            except RegionError as exc:
-                raise DataError(path, f"invalid segmentation: {exc}", ann_where) from exc
+        with errors.guard():
+            samples.extend(_subset_record(path, index, record, images, errors))
+    return samples
+
+
+def _subset_record(
+    path: Path, index: int, record: Any, images: Path | None, errors: RecordErrors
+) -> list[Sample]:
+    samples: list[Sample] = []
+    where = f"#{index}"
+    if not isinstance(record, dict):
+        raise DataError(path, "an image record must be an object", where)
+    file_name = _field(path, record, "file_name", str, where)
+    where = f"#{index} ({file_name})"
+    height = _field(path, record, "height", int, where)
+    width = _field(path, record, "width", int, where)
+    categories = _field(path, record, "categories", list, where)
+    annotations = _field(path, record, "annotations", list, where)
+    if len(categories) != len(annotations):
+        raise DataError(
+            path,
+            f"{len(categories)} categories for {len(annotations)} annotations",
+            where,
+        )
+    stem = PurePosixPath(file_name).stem
+    for i, (category, ann) in enumerate(zip(categories, annotations, strict=True)):
+        with errors.guard():
+            region = _region(path, f"{where} annotation {i}", category, ann, height, width)
             samples.append(
                 Sample(
                     id=f"{stem}#{i}",
@@ -90,8 +106,26 @@ def read_osprey_subset(path: Path, records: list[Any], images: Path | None) -> l
     return samples
 
 
+def _region(path: Path, where: str, category: Any, ann: Any, height: int, width: int) -> Region:
+    if not isinstance(category, str):
+        raise DataError(path, f"category is not a string: {category!r}", where)
+    if not isinstance(ann, dict) or "segmentation" not in ann:
+        raise DataError(path, "annotation has no 'segmentation'", where)
+    try:
+        region = Region.from_segmentation(ann["segmentation"], height, width)
+    except RegionError as exc:
+        raise DataError(path, f"invalid segmentation: {exc}", where) from exc
+    if region.area() == 0:
+        raise DataError(path, "empty mask (0 pixels): nothing to ask about", where)
+    return region
+
+
 def read_coco_style(
-    path: Path, raw: dict[str, Any], images: Path | None, options: Mapping[str, Any]
+    path: Path,
+    raw: dict[str, Any],
+    images: Path | None,
+    options: Mapping[str, Any],
+    errors: RecordErrors,
 ) -> ReadResult:
     n_images = int(options.get("sample_images", 1000))
     seed = int(options.get("seed", 0))
@@ -125,19 +159,19 @@ def read_coco_style(
         if not file_name:
             raise DataError(path, "image has neither file_name nor coco_url", f"image {image_id}")
         for ann in sorted(by_image[image_id], key=lambda a: a["id"]):
-            try:
-                region = Region.from_segmentation(ann["segmentation"], img["height"], img["width"])
-            except RegionError as exc:
-                raise DataError(path, f"invalid segmentation: {exc}", f"annotation {ann['id']}") from exc
-            samples.append(
-                Sample(
-                    id=f"{image_id}/{ann['id']}",
-                    image=file_name,
-                    regions=[region],
-                    target=categories[ann["category_id"]],
-                    image_path=image_path(images, file_name),
+            category = categories[ann["category_id"]]
+            with errors.guard():
+                where = f"annotation {ann['id']}"
+                region = _region(path, where, category, ann, img["height"], img["width"])
+                samples.append(
+                    Sample(
+                        id=f"{image_id}/{ann['id']}",
+                        image=file_name,
+                        regions=[region],
+                        target=category,
+                        image_path=image_path(images, file_name),
+                    )
                 )
-            )
     note = (
         f"{path.name}: COCO-style; {len(chosen)} of {len(eligible)} images sampled with "
         f"random.Random({seed}).sample over sorted image ids"

@@ -230,10 +230,12 @@ def read_shapes_cls(data: Mapping[str, Path | None], options: Mapping[str, Any])
         paths = ensure_shapes()
         annotations = paths.cls_json(split)
         images = images or paths.images(split)
-    from evalkit.data import load_json
+    from evalkit.data import RecordErrors, load_json
 
-    samples = read_osprey_subset(annotations, load_json(annotations), images)
-    return ReadResult(samples, [annotations], [f"shapes v{VERSION} {split}: {len(samples)} regions"])
+    errors = RecordErrors(options)
+    samples = read_osprey_subset(annotations, load_json(annotations), images, errors)
+    note = f"shapes v{VERSION} {split}: {len(samples)} regions"
+    return ReadResult(samples, [annotations], [note], errors.skipped)
 
 
 # ---------------------------------------------------------------------- canonical texts

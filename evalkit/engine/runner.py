@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 import evalkit
-from evalkit.data import load_jsonl
-from evalkit.engine.store import PredictionStore, prediction_key
+from evalkit.engine import distributed as dist
+from evalkit.engine.generate import generate_into_store
+from evalkit.engine.predictions_io import read_predictions, write_predictions, write_samples
+from evalkit.engine.store import PredictionStore, merge_stores, prediction_key
 from evalkit.errors import EvalkitError, PredictionsError
 from evalkit.models import Adapter
-from evalkit.records import Prediction, Request, Sample
-from evalkit.regions import Region
+from evalkit.records import Prediction, Sample
 from evalkit.report.results import (
     PREDICTIONS_FILE,
     SAMPLES_FILE,
@@ -47,89 +39,16 @@ class Loaded:
     samples: list[Sample]
     files: list[Path]
     notes: list[str]
+    skipped: list[str] = field(default_factory=list)
 
 
-def load(task: Task, data: Mapping[str, Path | None], limit: int | None) -> Loaded:
-    read = task.load_samples(data)
+def load(task: Task, data: Mapping[str, Path | None], limit: int | None, on_error: str = "fail") -> Loaded:
+    read = task.load_samples(data, on_error)
     samples = read.samples[:limit] if limit is not None else read.samples
     notes = list(read.notes)
     if limit is not None and limit < len(read.samples):
         notes.append(f"--limit {limit}: first {limit} of {len(read.samples)} samples")
-    return Loaded(samples, read.files, notes)
-
-
-def adapt_regions(adapter: Adapter, request: Request) -> tuple[Request, list[str]]:
-    """Convert regions the adapter cannot take natively; say what was done."""
-    converted: list[Region] = []
-    notes: list[str] = []
-    for k, region in enumerate(request.regions):
-        if region.kind in adapter.region_kinds:
-            converted.append(region)
-            continue
-        target = "mask" if "mask" in adapter.region_kinds else sorted(adapter.region_kinds)[0]
-        converted.append(region.convert(target))  # type: ignore[arg-type]
-        notes.append(f"region {k}: {region.kind} -> {target}")
-    if not notes:
-        return request, notes
-    return (
-        Request(
-            request.id,
-            request.sample_id,
-            request.image_path,
-            request.prompt,
-            converted,
-            request.generation,
-            request.extra,
-        ),
-        notes,
-    )
-
-
-def generate_into_store(
-    adapter: Adapter,
-    pending: Sequence[Request],
-    keys: Mapping[str, str],
-    store: PredictionStore,
-    console: Console | None,
-) -> int:
-    """Stream the adapter's predictions into the store, one committed row each."""
-    converted = []
-    conversion_notes: dict[str, list[str]] = {}
-    for request in pending:
-        adapted, notes = adapt_regions(adapter, request)
-        converted.append(adapted)
-        if notes:
-            conversion_notes[request.id] = notes
-    written = 0
-    stream: Iterator[Prediction] = adapter.generate(converted)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=console is None,
-        transient=False,
-    )
-    start = time.perf_counter()
-    with progress:
-        bar = progress.add_task("generating", total=len(converted), rate="")
-        for prediction in stream:
-            key = keys.get(prediction.request_id)
-            if key is None:
-                raise EvalkitError(
-                    f"adapter {adapter.name} answered unknown request {prediction.request_id!r}"
-                )
-            if prediction.request_id in conversion_notes:
-                prediction.meta.setdefault("region_conversions", conversion_notes[prediction.request_id])
-            written += store.put(key, prediction)
-            done = progress.tasks[0].completed + 1
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            progress.update(bar, advance=1, rate=f"{rate:.1f} req/s")
-    return written
+    return Loaded(samples, read.files, notes, list(read.skipped))
 
 
 def run_task(
@@ -141,48 +60,67 @@ def run_task(
     limit: int | None = None,
     generation_overrides: Mapping[str, Any] | None = None,
     console: Console | None = None,
-) -> Results:
+    on_error: str = "fail",
+    ctx: dist.DistContext | None = None,
+) -> Results | None:
+    """Run, resume and score one task. Under torchrun only rank 0 returns results."""
+    ctx = ctx or dist.context_from_env()
+    dist.init(ctx)
     t0 = time.perf_counter()
-    loaded = load(task, data, limit)
+    loaded = load(task, data, limit, on_error)
     requests = task.build_requests(loaded.samples, generation_overrides)
     fingerprint = {"name": adapter.name, **adapter.fingerprint()}
     keys = {r.id: prediction_key(task.card_hash, r, fingerprint) for r in requests}
+    output.mkdir(parents=True, exist_ok=True)
+    # Rows finished by any earlier run, whatever its world size, count as done.
+    done = merge_stores(output, STORE_FILE, set(keys.values()), into_main=not ctx.distributed)
+    mine = dist.shard(requests, ctx)
+    pending = [r for r in mine if keys[r.id] not in done]
+    if console is not None and ctx.is_main and done:
+        console.print(f"[green]resuming[/]: {len(done)} of {len(requests)} requests already stored")
+    store_name = STORE_FILE if not ctx.distributed else f"store.rank{ctx.rank}.sqlite"
+    t_gen = time.perf_counter()
+    with PredictionStore(output / store_name) as store:
+        label = "generating" if not ctx.distributed else f"rank {ctx.rank}/{ctx.world_size}"
+        report = generate_into_store(adapter, pending, keys, store, console, on_error, label)
+        my_keys = {keys[r.id] for r in mine}
+        my_rows = [(k, p.to_json()) for k, p in store.get_many(my_keys).items()]
+    generate_s = time.perf_counter() - t_gen
+    skipped = dict(report.skipped)
+    if ctx.distributed:
+        gathered = dist.gather_to_main((my_rows, skipped), ctx)
+        if gathered is None:
+            return None
+        with PredictionStore(output / STORE_FILE) as main_store:
+            for rows, rank_skipped in gathered:
+                skipped.update(rank_skipped)
+                for key, record in rows:
+                    main_store.put(key, _prediction(record))
+        merge_stores(output, STORE_FILE, set(keys.values()), into_main=True)
     with PredictionStore(output / STORE_FILE) as store:
-        done = store.existing(keys.values())
-        pending = [r for r in requests if keys[r.id] not in done]
-        if console is not None and done:
-            console.print(
-                f"[green]resuming[/]: {len(requests) - len(pending)} of {len(requests)} "
-                f"requests already in {output / STORE_FILE}"
-            )
-        t_gen = time.perf_counter()
-        if pending:
-            generate_into_store(adapter, pending, keys, store, console)
-        generate_s = time.perf_counter() - t_gen
         stored = store.get_many(keys.values())
-    missing = [r.id for r in requests if keys[r.id] not in stored]
+    missing = [r.id for r in requests if keys[r.id] not in stored and r.id not in skipped]
     if missing:
         raise EvalkitError(
             f"adapter {adapter.name} returned no prediction for {len(missing)} request(s), "
             f"e.g. {missing[:3]}; finished ones are kept in {output / STORE_FILE}"
         )
-    predictions = [stored[keys[r.id]] for r in requests]
-    write_predictions(output / PREDICTIONS_FILE, requests, predictions)
-    texts = {p.request_id: p.text for p in predictions}
+    answered = [r for r in requests if keys[r.id] in stored]
+    write_predictions(output / PREDICTIONS_FILE, answered, [stored[keys[r.id]] for r in answered])
+    texts = {r.id: stored[keys[r.id]].text for r in answered}
+    loaded.skipped.extend(f"{rid}: {why}" for rid, why in sorted(skipped.items()))
+    skipped_samples = {r.sample_id for r in requests if r.id in skipped}
+    loaded.samples = [s for s in loaded.samples if s.id not in skipped_samples]
     generation = requests[0].generation if requests else dict(task.generation)
-    return finish(
-        task,
-        model_name,
-        fingerprint,
-        loaded,
-        texts,
-        data,
-        output,
-        generation,
-        t0,
-        generate_s,
-        len(pending),
-    )
+    results = finish(task, model_name, fingerprint, loaded, texts, data, output, generation,
+                     t0, generate_s, len(pending) - len(report.skipped))
+    dist.shutdown(ctx)
+    return results
+
+
+def _prediction(record: dict[str, Any]) -> Prediction:
+    return Prediction(record["id"], record["text"], record.get("prompt"),
+                      record.get("token_ids"), record.get("meta", {}))
 
 
 def score_file(
@@ -191,63 +129,27 @@ def score_file(
     data: Mapping[str, Path | None],
     output: Path,
     model_name: str | None = None,
+    on_error: str = "fail",
 ) -> Results:
     t0 = time.perf_counter()
-    loaded = load(task, data, None)
+    loaded = load(task, data, None, on_error)
     requests = task.build_requests(loaded.samples)
     texts = read_predictions(predictions_path, {r.id for r in requests})
     missing = [r.id for r in requests if r.id not in texts]
-    if missing:
+    if missing and on_error == "fail":
         raise PredictionsError(
             predictions_path,
             f"no prediction for {len(missing)} of {len(requests)} request ids "
-            f"(first: {', '.join(missing[:5])})",
+            f"(first: {', '.join(missing[:5])}); --on-error skip scores the rest",
         )
+    if missing:
+        gone = {r.sample_id for r in requests if r.id in set(missing)}
+        loaded.skipped.extend(f"{rid}: no prediction in {predictions_path}" for rid in missing)
+        loaded.samples = [s for s in loaded.samples if s.id not in gone]
     fingerprint = {"name": "predictions-file", "predictions_sha256": sha256_path(predictions_path)}
     loaded.files.append(predictions_path)
-    return finish(
-        task,
-        model_name or predictions_path.stem,
-        fingerprint,
-        loaded,
-        texts,
-        data,
-        output,
-        dict(task.generation),
-        t0,
-        0.0,
-        0,
-    )
-
-
-def read_predictions(path: Path, known_ids: set[str]) -> dict[str, str]:
-    """``{"id", "text"}`` JSON lines -> {id: text}; unknown or repeated ids are errors."""
-    texts: dict[str, str] = {}
-    for lineno, obj in load_jsonl(path):
-        record = f"line {lineno}"
-        if not isinstance(obj, dict) or "id" not in obj or "text" not in obj:
-            raise PredictionsError(path, 'expected an object with "id" and "text"', record)
-        pid, text = str(obj["id"]), obj["text"]
-        if not isinstance(text, str):
-            raise PredictionsError(path, f'"text" of id {pid!r} is not a string', record)
-        if pid not in known_ids:
-            raise PredictionsError(path, f"id {pid!r} is not a sample of this task", record)
-        if pid in texts:
-            raise PredictionsError(path, f"id {pid!r} appears twice", record)
-        texts[pid] = text
-    return texts
-
-
-def write_predictions(path: Path, requests: Sequence[Request], predictions: Sequence[Prediction]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for request, pred in zip(requests, predictions, strict=True):
-            row = pred.to_json()
-            row.setdefault("prompt", request.prompt)
-            row["generation"] = request.generation
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    return finish(task, model_name or predictions_path.stem, fingerprint, loaded, texts, data,
+                  output, dict(task.generation), t0, 0.0, 0)
 
 
 def finish(
@@ -268,8 +170,12 @@ def finish(
     score_s = time.perf_counter() - t_score
     write_samples(output / SAMPLES_FILE, scored.per_sample)
     wall = time.perf_counter() - t0
-    n = len(loaded.samples)
-    n_failed = int(scored.counts.get("failed", 0))
+    n_skipped = len(loaded.skipped)
+    n = len(loaded.samples) + n_skipped
+    n_failed = int(scored.counts.get("failed", 0)) + n_skipped
+    counts = dict(scored.counts)
+    if n_skipped:
+        counts["skipped"] = n_skipped
     provenance = Provenance(
         evalkit_version=evalkit.__version__,
         git_sha=git_sha(),
@@ -288,7 +194,7 @@ def finish(
             score_s=round(score_s, 3),
             samples_per_s=round(n_generated / generate_s, 3) if generate_s > 0 else 0.0,
         ),
-        command=sys.argv,
+        command=_redacted(sys.argv),
     )
     results = Results(
         task=task.name,
@@ -297,7 +203,8 @@ def finish(
         n=n,
         n_scored=n - n_failed,
         n_failed=n_failed,
-        counts=scored.counts,
+        counts=counts,
+        skipped=loaded.skipped,
         provenance=provenance,
         **scored.extra,
     )
@@ -305,8 +212,14 @@ def finish(
     return results
 
 
-def write_samples(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _redacted(argv: Sequence[str]) -> list[str]:
+    """The command line with anything that looks like a secret in --model-args hidden."""
+    out = []
+    for arg in argv:
+        parts = []
+        for part in arg.split(","):
+            key = part.split("=", 1)[0].lower()
+            secret = "=" in part and any(w in key for w in ("key", "token", "secret", "password"))
+            parts.append(f"{part.split('=', 1)[0]}=***" if secret else part)
+        out.append(",".join(parts))
+    return out

@@ -130,3 +130,52 @@ def _prediction_from_json(obj: dict[str, Any]) -> Prediction:
         token_ids=obj.get("token_ids"),
         meta=obj.get("meta", {}),
     )
+
+
+def _readonly_keys(path: Path, keys: set[str]) -> set[str]:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return set()
+    try:
+        found: set[str] = set()
+        wanted = list(keys)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT key FROM predictions WHERE key IN ({marks})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a usable prediction store ({exc}); move it away") from exc
+    finally:
+        db.close()
+
+
+def merge_stores(folder: Path, main_name: str, keys: set[str], into_main: bool) -> set[str]:
+    """Keys already answered in any store file of a run folder (``store.sqlite`` and the
+    ``store.rank<k>.sqlite`` files of distributed runs, whatever their world size).
+
+    With ``into_main`` (a single process, or rank 0 once every rank is done) rows found only
+    in rank files are copied into the main store and rank files it fully contains are
+    removed, so the run folder ends with one store and no duplicate rows.
+    """
+    main = folder / main_name
+    rank_files = sorted(folder.glob("store.rank*.sqlite"))
+    found = _readonly_keys(main, keys) if main.exists() else set()
+    if not rank_files:
+        return found
+    for rank_file in rank_files:
+        found |= _readonly_keys(rank_file, keys)
+    if not into_main:
+        return found
+    with PredictionStore(main) as store:
+        for rank_file in rank_files:
+            with PredictionStore(rank_file) as other:
+                rows = list(other.rows())
+            for key, prediction in rows:
+                store.put(key, prediction)
+            if not {k for k, _ in rows} - store.existing(k for k, _ in rows):
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{rank_file}{suffix}").unlink(missing_ok=True)
+    return found

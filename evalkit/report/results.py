@@ -52,6 +52,7 @@ class Results(BaseModel):
     n_scored: int
     n_failed: int
     counts: dict[str, int] = {}
+    skipped: list[str] = []  # what --on-error skip left out, with the reason for each
     provenance: Provenance
 
     def write(self, out_dir: Path) -> Path:

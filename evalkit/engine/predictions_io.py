@@ -1,0 +1,52 @@
+"""Predictions and per-sample files: reading a user's predictions JSONL, writing ours."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evalkit.data import load_jsonl
+from evalkit.errors import PredictionsError
+from evalkit.records import Prediction, Request
+
+
+def read_predictions(path: Path, known_ids: set[str]) -> dict[str, str]:
+    """``{"id", "text"}`` JSON lines -> {id: text}; unknown or repeated ids are errors."""
+    texts: dict[str, str] = {}
+    for lineno, obj in load_jsonl(path):
+        record = f"line {lineno}"
+        if not isinstance(obj, dict) or "id" not in obj or "text" not in obj:
+            raise PredictionsError(path, 'expected an object with "id" and "text"', record)
+        pid, text = str(obj["id"]), obj["text"]
+        if not isinstance(text, str):
+            raise PredictionsError(path, f'"text" of id {pid!r} is not a string', record)
+        if pid not in known_ids:
+            raise PredictionsError(path, f"id {pid!r} is not a sample of this task", record)
+        if pid in texts:
+            raise PredictionsError(path, f"id {pid!r} appears twice", record)
+        texts[pid] = text
+    return texts
+
+
+def write_predictions(path: Path, requests: Sequence[Request], predictions: Sequence[Prediction]) -> None:
+    """One line per request: id, raw text, rendered prompt, generation settings, token ids."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for request, pred in zip(requests, predictions, strict=True):
+            row = pred.to_json()
+            row.setdefault("prompt", request.prompt)
+            row["generation"] = request.generation
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def write_samples(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)

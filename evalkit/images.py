@@ -1,0 +1,68 @@
+"""Opening images for adapters and checking them before a run, with errors that name the file
+and the request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from evalkit.errors import DataError
+from evalkit.records import Request
+
+
+def load_rgb(path: str | Path, record: str | None = None) -> Image.Image:
+    """Decode an image fully as RGB; a missing, truncated or non-image file is a DataError."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError as exc:
+        raise DataError(path, "image file not found", record) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"cannot decode image ({exc})", record) from exc
+
+
+def check_request_image(request: Request) -> None:
+    """Cheap pre-flight check (header only): the image exists, is an image, and has the size
+    the regions were annotated on. Full decoding errors surface from :func:`load_rgb`."""
+    if request.image_path is None:
+        return
+    path = request.image_path
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except FileNotFoundError as exc:
+        raise DataError(path, "image file not found", request.id) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"not a readable image ({exc})", request.id) from exc
+    for k, region in enumerate(request.regions):
+        if (region.height, region.width) != (height, width):
+            raise DataError(
+                path,
+                f"region {k} was annotated on a {region.width}x{region.height} image, "
+                f"the file is {width}x{height}",
+                request.id,
+            )
+
+
+def check_images(requests: Iterable[Request]) -> dict[str, DataError]:
+    """request id -> error, for every request whose image fails :func:`check_request_image`.
+    Each distinct image file is opened once."""
+    seen: dict[tuple[str, tuple[tuple[int, int], ...]], DataError | None] = {}
+    errors: dict[str, DataError] = {}
+    for request in requests:
+        if request.image_path is None:
+            continue
+        key = (request.image_path, tuple((r.height, r.width) for r in request.regions))
+        if key not in seen:
+            try:
+                check_request_image(request)
+                seen[key] = None
+            except DataError as exc:
+                seen[key] = exc
+        found = seen[key]
+        if found is not None:
+            errors[request.id] = DataError(found.path, found.message, request.id)
+    return errors
