@@ -71,6 +71,10 @@ class Region:
                 raise RegionError(
                     f"polygon {k} has {len(poly)} coordinates; a polygon needs >= 3 (x, y) points"
                 )
+        xs = [float(v) for p in polygons for v in p[0::2]]
+        ys = [float(v) for p in polygons for v in p[1::2]]
+        if max(xs) <= 0 or max(ys) <= 0 or min(xs) >= width or min(ys) >= height:
+            raise RegionError(f"polygon lies outside the {width}x{height} image")
         rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
         merged = mask_utils.merge(rles)
         return Region("mask", height, width, rle=_rle_to_json(merged))

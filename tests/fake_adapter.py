@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from evalkit.errors import DataError
+from evalkit.images import load_rgb
 from evalkit.models import Adapter, register_model
 from evalkit.records import Prediction, Request
 
@@ -21,9 +23,10 @@ class SlowFake(Adapter):
     name = "slowfake"
     region_kinds = frozenset({"mask"})
 
-    def __init__(self, delay: float, log: str | None):
+    def __init__(self, delay: float, log: str | None, decode: bool = False):
         self.delay = delay
         self.log = log
+        self.decode = decode
 
     def fingerprint(self) -> dict[str, Any]:
         return {"version": 1}
@@ -31,6 +34,12 @@ class SlowFake(Adapter):
     def generate(self, requests: Sequence[Request]) -> Iterator[Prediction]:
         for request in requests:
             time.sleep(self.delay)
+            if self.decode and request.image_path is not None:
+                try:  # what a real adapter does: decode, and report bad input per request
+                    load_rgb(request.image_path, request.id)
+                except DataError as exc:
+                    yield Prediction(request.id, "", error=str(exc))
+                    continue
             digest = int(hashlib.sha256(request.payload_digest().encode()).hexdigest(), 16)
             if self.log:
                 with open(self.log, "a") as fh:
@@ -39,5 +48,5 @@ class SlowFake(Adapter):
 
 
 @register_model("slowfake")
-def slowfake(delay: str = "0", log: str | None = None) -> Adapter:
-    return SlowFake(float(delay), log)
+def slowfake(delay: str = "0", log: str | None = None, decode: str = "0") -> Adapter:
+    return SlowFake(float(delay), log, decode == "1")

@@ -99,3 +99,33 @@ def test_store_never_duplicates_and_rejects_garbage(tmp_path):
     (tmp_path / "bad.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="bad.sqlite: not a usable prediction store"):
         PredictionStore(tmp_path / "bad.sqlite")
+
+
+def test_sigkill_at_twenty_random_moments(tmp_path):
+    """Kill at 20 seeded-random moments (start-up, generation, writing results); the final
+    results equal an uninterrupted run's and the store holds each request once."""
+    import random
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    clean = tmp_path / "clean"
+    subprocess.run(evalkit_cmd(*run_args(clean, tmp_path / "clean.log", 0.0, limit=80)),
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    out, log = tmp_path / "killed", tmp_path / "killed.log"
+    rng = random.Random(20)
+    for _ in range(20):
+        proc = subprocess.Popen(evalkit_cmd(*run_args(out, log, 0.02, limit=80)), cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(0.3, 2.5))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    subprocess.run(evalkit_cmd(*run_args(out, log, 0.0, limit=80)), cwd=REPO, env=env, check=True,
+                   capture_output=True)
+    rows = store_rows(out)
+    assert len(rows) == 80 and len({r for _, r in rows}) == 80
+    a = json.loads((out / "results.json").read_text())
+    b = json.loads((clean / "results.json").read_text())
+    assert a["metrics"] == b["metrics"]
+    assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()
+    assert len(set(log.read_text().split())) == 80
