@@ -91,7 +91,7 @@ def draw_marks(image: Image.Image, regions: Sequence[Region]) -> Image.Image:
             )
     all_points = bool(regions) and all(r.kind == "points" for r in regions)
     canvas = darken(image, POINT_DARKEN if all_points else BOX_DARKEN)
-    for k, region in enumerate(regions, start=1):
+    for region in regions:
         if region.kind == "mask":
             canvas = _fill_mask(canvas, region.to_mask())
     draw = ImageDraw.Draw(canvas)

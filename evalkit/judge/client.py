@@ -20,7 +20,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,11 +126,24 @@ class ChatClient:
         return cache_key(self.settings.base_url, self.settings.model, call.params, call.messages)
 
     # ------------------------------------------------------------------ sync entry points
-    def run(self, calls: Sequence[ChatCall]) -> Iterator[ChatOutcome]:
-        """Every call's outcome, cached ones first, the rest as they complete."""
-        ids = [c.id for c in calls]
-        if len(set(ids)) != len(ids):
-            raise ValueError("ChatClient.run: call ids must be unique")
+    def run(self, calls: Iterable[ChatCall]) -> Iterator[ChatOutcome]:
+        """Every call's outcome, as it completes. Calls are consumed lazily in windows of a few
+        times the concurrency, so a long run of image calls never sits in memory at once."""
+        window = max(32, 4 * self.settings.max_concurrency)
+        seen: set[str] = set()
+        chunk: list[ChatCall] = []
+        for call in calls:
+            if call.id in seen:
+                raise ValueError(f"ChatClient.run: call id {call.id!r} given twice")
+            seen.add(call.id)
+            chunk.append(call)
+            if len(chunk) == window:
+                yield from self._run_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._run_chunk(chunk)
+
+    def _run_chunk(self, calls: list[ChatCall]) -> Iterator[ChatOutcome]:
         self.stats.calls += len(calls)
         pending: list[tuple[ChatCall, str]] = []
         for call in calls:
@@ -170,7 +183,7 @@ class ChatClient:
             stop.set()  # the consumer left early: let the worker wind down
             worker.join()
 
-    def complete(self, calls: Sequence[ChatCall]) -> dict[str, ChatOutcome]:
+    def complete(self, calls: Iterable[ChatCall]) -> dict[str, ChatOutcome]:
         return {o.id: o for o in self.run(calls)}
 
     # ------------------------------------------------------------------ worker thread
@@ -213,7 +226,9 @@ class ChatClient:
         finally:
             await client.close()
 
-    async def _with_retries(self, client: Any, call: ChatCall, stop: threading.Event) -> ChatOutcome:
+    async def _with_retries(
+        self, client: Any, call: ChatCall, stop: threading.Event
+    ) -> ChatOutcome:
         import openai
 
         s = self.settings
@@ -239,7 +254,14 @@ class ChatClient:
                 last_error = "timeout"
             except openai.APIConnectionError:
                 last_error = "connection error"
-            except (openai.APIError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            except (
+                openai.APIError,
+                ValueError,
+                KeyError,
+                IndexError,
+                TypeError,
+                AttributeError,
+            ) as exc:
                 # A 200 with a body that is not a chat completion: the server misbehaved.
                 last_error = f"malformed response ({type(exc).__name__})"
             self.stats.errors[last_error] = self.stats.errors.get(last_error, 0) + 1
@@ -247,7 +269,12 @@ class ChatClient:
                 break
             await asyncio.sleep(
                 backoff_delay(
-                    attempt, retry_after, s.backoff_base_s, s.backoff_max_s, s.retry_after_max_s, self._rng
+                    attempt,
+                    retry_after,
+                    s.backoff_base_s,
+                    s.backoff_max_s,
+                    s.retry_after_max_s,
+                    self._rng,
                 )
             )
         return ChatOutcome(

@@ -48,7 +48,9 @@ def png_data_url(png: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(png).decode('ascii')}"
 
 
-def judge_messages(content: str, image_png: bytes | None = None, detail: str = "high") -> list[dict[str, Any]]:
+def judge_messages(
+    content: str, image_png: bytes | None = None, detail: str = "high"
+) -> list[dict[str, Any]]:
     """System + user message; with an image, the user content is [text, image] as in MDVP."""
     user: Any = content
     if image_png is not None:
