@@ -248,7 +248,9 @@ class ChatClient:
                 status = exc.status_code
                 last_error = f"HTTP {status}"
                 if status not in RETRYABLE_STATUS and status < 500:
-                    return ChatOutcome(call.id, None, error=last_error, attempts=attempt)
+                    return ChatOutcome(
+                        call.id, None, error=f"{last_error} (not retryable)", attempts=attempt
+                    )
                 retry_after = parse_retry_after(exc.response.headers)
             except openai.APITimeoutError:
                 last_error = "timeout"
