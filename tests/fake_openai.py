@@ -50,7 +50,11 @@ def judge_reply(user_text: str, malformed_rate: float) -> str:
     ref, model = 1 + h % 10, 1 + (h // 10) % 10
     if (h // 100) % 1000 < malformed_rate * 1000:
         # Lines LLaVA's parser rejects: three fields, or "a, b" (the comma leaves two spaces).
-        bad = [f"Assistant 1: {ref}\nAssistant 2: {model}", f"{ref}, {model}\nok", f"{ref}/10 {model}/10 x"]
+        bad = [
+            f"Assistant 1: {ref}\nAssistant 2: {model}",
+            f"{ref}, {model}\nok",
+            f"{ref}/10 {model}/10 x",
+        ]
         return bad[(h // 10**6) % 3]
     pair = f"{ref} {model}" if h % 3 else f"{ref}.5 {model}" if h % 2 else f"{ref},{model}"
     return f"{pair}\nAssistant 2 is compared with Assistant 1 on helpfulness and accuracy."
@@ -58,7 +62,9 @@ def judge_reply(user_text: str, malformed_rate: float) -> str:
 
 def model_reply(user_text: str) -> str:
     h = int(hashlib.sha256(user_text.encode()).hexdigest(), 16) % 997
-    return f"The region 1 [0.{h:03d}, 0.100, 0.500, 0.600] holds an object near the table [0.1, 0.2]."
+    return (
+        f"The region 1 [0.{h:03d}, 0.100, 0.500, 0.600] holds an object near the table [0.1, 0.2]."
+    )
 
 
 class FakeOpenAI:
@@ -140,7 +146,13 @@ class FakeOpenAI:
 
         return Server(("127.0.0.1", 0), Handler)
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = json.dumps(body).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
@@ -178,7 +190,9 @@ class FakeOpenAI:
             with self.lock:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
         if fault == "429":
-            self._send(h, 429, {"error": {"message": "slow down"}}, {"Retry-After": self.retry_after})
+            self._send(
+                h, 429, {"error": {"message": "slow down"}}, {"Retry-After": self.retry_after}
+            )
             return
         if fault == "500":
             self._send(h, 500, {"error": {"message": "boom"}})
@@ -206,7 +220,11 @@ class FakeOpenAI:
                 "created": 0,
                 "model": body.get("model", "fake"),
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             },

@@ -19,15 +19,24 @@ KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
 
 def settings(url: str, cache: Path | None, **kw: object) -> ClientSettings:
     base: dict[str, object] = dict(
-        base_url=url, model="judge-x", api_key_vars=("EVALKIT_TEST_KEY",), max_concurrency=6,
-        timeout_s=0.3, max_attempts=10, backoff_base_s=0.001, backoff_max_s=0.005, cache_path=cache,
+        base_url=url,
+        model="judge-x",
+        api_key_vars=("EVALKIT_TEST_KEY",),
+        max_concurrency=6,
+        timeout_s=0.3,
+        max_attempts=10,
+        backoff_base_s=0.001,
+        backoff_max_s=0.005,
+        cache_path=cache,
     )
     base.update(kw)
     return ClientSettings(**base)  # type: ignore[arg-type]
 
 
 def judge_call(i: int) -> ChatCall:
-    return ChatCall(f"q{i}", judge_messages(f"[Question]\nquestion {i}"), {"temperature": 0.2, "max_tokens": 64})
+    return ChatCall(
+        f"q{i}", judge_messages(f"[Question]\nquestion {i}"), {"temperature": 0.2, "max_tokens": 64}
+    )
 
 
 def test_retry_after_forms() -> None:
@@ -70,7 +79,7 @@ def test_review_content_default_and_reference_quirk() -> None:
         "[Assistant 2]\nMODEL\n\n[End of Assistant 2]\n\n[System]\nRULE\n\n"
     )
     quirk = review_content("CTX", "Q?", "REF", "MODEL", "RULE", reference_quirk=True)
-    assert quirk == "[Context]\\CTX" + default[len("[Context]\nCTX"):]
+    assert quirk == "[Context]\\CTX" + default[len("[Context]\nCTX") :]
 
 
 def test_rule_files(shared_dir: Path, tmp_path: Path) -> None:
@@ -92,7 +101,9 @@ def test_faulty_server_every_call_ends_once_and_cache_stops_requests(
 ) -> None:
     monkeypatch.setenv("EVALKIT_TEST_KEY", KEY)
     doomed = {"question 7", "question 23"}
-    with FakeOpenAI(fault_rate=0.3, api_key=KEY, always_fail=lambda t: any(d in t for d in doomed)) as srv:
+    with FakeOpenAI(
+        fault_rate=0.3, api_key=KEY, always_fail=lambda t: any(d in t for d in doomed)
+    ) as srv:
         client = ChatClient(settings(srv.url, tmp_path / "cache.sqlite", max_attempts=6))
         calls = [judge_call(i) for i in range(60)]
         first = list(client.run(calls))
@@ -106,7 +117,12 @@ def test_faulty_server_every_call_ends_once_and_cache_stops_requests(
                 assert o.error is None and 1 <= o.attempts <= 6
             else:
                 assert o.error == "HTTP 500 after 6 attempt(s)" and o.attempts == 6
-        assert sum(srv.faults.values()) > 10 and set(srv.faults) == {"429", "500", "timeout", "reset"}
+        assert sum(srv.faults.values()) > 10 and set(srv.faults) == {
+            "429",
+            "500",
+            "timeout",
+            "reset",
+        }
         assert srv.auth_failures == 0
         assert len(srv.successes) == 58 and set(srv.successes.values()) == {1}
         before = srv.requests

@@ -25,7 +25,11 @@ def test_boxes_darken_08_green_frame_and_black_label() -> None:
     box = Region.from_box([20.7, 30.2, 50.9, 40.0], H, W, fmt="xywh")  # ints: 20, 30, 50, 40
     arr = np.asarray(draw_marks(base(), [box]))
     assert tuple(arr[110, 150]) == (80, 120, 160)  # rint(v * 0.8), far from the mark
-    assert tuple(arr[50, 20]) == (0, 255, 0) and tuple(arr[50, 21]) == (0, 255, 0)  # left edge, 2 px
+    assert tuple(arr[50, 20]) == (0, 255, 0) and tuple(arr[50, 21]) == (
+        0,
+        255,
+        0,
+    )  # left edge, 2 px
     assert tuple(arr[50, 22]) == (80, 120, 160)
     assert tuple(arr[30 + 40, 45]) == (0, 255, 0)  # bottom edge at y + h
     label = arr[35:50, 24:34]  # baseline at (x + 4, y + 20) = (24, 50)
