@@ -144,3 +144,22 @@ def test_bad_request_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (outcome,) = client.run([judge_call(0)])
         assert outcome.error == "HTTP 401 (not retryable)" and srv.requests == 1
         assert JUDGE_SYSTEM in str(judge_call(0).messages)
+
+
+def test_api_adapter_refuses_a_key_argument_and_rewrites_prompts() -> None:
+    from evalkit.errors import ConfigError
+    from evalkit.models import build_adapter
+    from evalkit.models.api import rewrite_prompt
+
+    with pytest.raises(ConfigError, match="environment variable"):
+        build_adapter("api", {"base_url": "http://x/v1", "model": "m", "api_key": "sk-1"})
+    with pytest.raises(ConfigError, match="base_url"):
+        build_adapter("api", {"model": "m"})
+    assert rewrite_prompt("<image>.\nWhat is <region> next to <region>?", 2) == (
+        "What is region 1 next to region 2?"
+    )
+    assert (
+        rewrite_prompt("<image>\nDescribe the marked regions.", 3) == "Describe the marked regions."
+    )
+    with pytest.raises(ConfigError, match="2 <region> placeholders for 1"):
+        rewrite_prompt("<region> and <region>", 1)

@@ -12,7 +12,7 @@ into a cache key or copied into results.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class ClientSettings:
     backoff_max_s: float = 60.0
     retry_after_max_s: float = 300.0
     cache_path: Path | None = None  # None: no cache
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -73,7 +72,6 @@ class ClientSettings:
         out = asdict(self)
         out["cache_path"] = str(self.cache_path) if self.cache_path else None
         out["api_key_vars"] = list(self.api_key_vars)
-        out.pop("extra")
         return out
 
 
@@ -141,7 +139,3 @@ def apply_judge_options(
     ):
         if value is not None:
             os.environ[name] = str(value)
-
-
-def with_overrides(settings: ClientSettings, **changes: Any) -> ClientSettings:
-    return replace(settings, **changes)
