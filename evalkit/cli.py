@@ -49,6 +49,26 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
                    help="bad input: stop with a clear error (default) or skip, count and list it")
 
 
+def _add_judge_args(p: argparse.ArgumentParser) -> None:
+    """The LLM judge of judged tasks (scored at `run` and `score` time). The key is never an
+    option: it is read from an environment variable (EVALKIT_JUDGE_API_KEY / OPENAI_API_KEY
+    or the one --judge-api-key-env names)."""
+    g = p.add_argument_group("LLM judge (judged tasks)")
+    g.add_argument("--judge-base-url", metavar="URL",
+                   help="OpenAI-compatible endpoint (or EVALKIT_JUDGE_BASE_URL)")
+    g.add_argument("--judge-model", help="judge model (default: the paper's judge)")
+    g.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable with the key")
+    g.add_argument("--judge-concurrency", type=int, help="requests in flight (default 8)")
+    g.add_argument("--judge-cache", metavar="PATH|off", help="judge response cache (SQLite)")
+
+
+def _apply_judge_args(args: argparse.Namespace) -> None:
+    from evalkit.judge.settings import apply_judge_options
+
+    apply_judge_options(args.judge_base_url, args.judge_model, args.judge_api_key_env,
+                        args.judge_concurrency, args.judge_cache)
+
+
 def print_metrics(results: Results) -> None:
     table = Table(title=f"{results.task} — {results.model}", title_justify="left")
     table.add_column("metric")
@@ -111,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evalkit.models import build_adapter, parse_model_args
     from evalkit.task import expand_group, get_task
 
+    _apply_judge_args(args)
     members = expand_group(args.task)
     adapter = build_adapter(args.model, parse_model_args(args.model_args))
     overrides = _kv_list(args.data, "--data")
@@ -134,6 +155,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from evalkit.engine.runner import score_file
     from evalkit.task import get_task
 
+    _apply_judge_args(args)
     task = get_task(args.task, args.protocol)
     data = task.resolve_data(_kv_list(args.data, "--data"), command="score")
     out = args.output or args.predictions.parent
@@ -164,12 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--gen", action="append", metavar="KEY=VALUE",
                    help="override a generation setting (max_new_tokens, temperature, seed)")
+    _add_judge_args(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("score", help="score a predictions JSONL ({id, text} per line)")
     _add_task_args(p)
     p.add_argument("--predictions", required=True, type=Path)
     p.add_argument("--model-name", default=None, help="name for the results (default: file stem)")
+    _add_judge_args(p)
     p.set_defaults(handler=cmd_score)
 
     for register in _extra_commands():

@@ -1,0 +1,141 @@
+"""Where an OpenAI-compatible endpoint is and how hard to try it.
+
+Settings come from (later wins) the task card's defaults, the environment, and the CLI
+(``--judge-*`` options, which :func:`apply_judge_options` turns into environment variables so
+the scoring code, which never sees the command line, finds them).
+
+The API key is never a setting: only the *name* of the environment variable that holds it
+is. The key is read at the moment the client is built and is never written, logged, hashed
+into a cache key or copied into results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import ConfigError
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Local servers (vLLM, llama.cpp) accept any key; the client library insists on one.
+PLACEHOLDER_KEY = "EMPTY"
+
+ENV_BASE_URL = "EVALKIT_JUDGE_BASE_URL"
+ENV_MODEL = "EVALKIT_JUDGE_MODEL"
+ENV_KEY_VAR = "EVALKIT_JUDGE_API_KEY_ENV"
+ENV_CONCURRENCY = "EVALKIT_JUDGE_CONCURRENCY"
+ENV_TIMEOUT = "EVALKIT_JUDGE_TIMEOUT"
+ENV_MAX_ATTEMPTS = "EVALKIT_JUDGE_MAX_ATTEMPTS"
+ENV_BACKOFF_BASE = "EVALKIT_JUDGE_BACKOFF_BASE"
+ENV_BACKOFF_MAX = "EVALKIT_JUDGE_BACKOFF_MAX"
+ENV_CACHE = "EVALKIT_JUDGE_CACHE"
+DEFAULT_KEY_VARS = ("EVALKIT_JUDGE_API_KEY", "OPENAI_API_KEY")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """One endpoint and the retry policy used against it."""
+
+    base_url: str
+    model: str
+    api_key_vars: tuple[str, ...] = DEFAULT_KEY_VARS  # first one that is set wins
+    max_concurrency: int = 8
+    timeout_s: float = 120.0
+    max_attempts: int = 6
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    retry_after_max_s: float = 300.0
+    cache_path: Path | None = None  # None: no cache
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.max_concurrency}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max attempts must be >= 1, got {self.max_attempts}")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout_s}")
+
+    def api_key(self) -> str:
+        for name in self.api_key_vars:
+            value = os.environ.get(name)
+            if value:
+                return value
+        return PLACEHOLDER_KEY
+
+    def has_key(self) -> bool:
+        return self.api_key() != PLACEHOLDER_KEY
+
+    def describe(self) -> dict[str, Any]:
+        """What results may record: everything but the key (only its variable's name)."""
+        out = asdict(self)
+        out["cache_path"] = str(self.cache_path) if self.cache_path else None
+        out["api_key_vars"] = list(self.api_key_vars)
+        return out
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit")).expanduser()
+
+
+def cache_path_from(value: str | None, default_name: str) -> Path | None:
+    if value is None or value == "":
+        return default_cache_dir() / default_name
+    if value.lower() in {"off", "none", "0", "false"}:
+        return None
+    return Path(value).expanduser()
+
+
+def _env_number(name: str, kind: type, default: Any) -> Any:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a {kind.__name__}") from exc
+
+
+def judge_settings(default_model: str) -> ClientSettings:
+    """The judge's settings for scoring: environment (set by ``--judge-*``) over card defaults."""
+    key_var = os.environ.get(ENV_KEY_VAR)
+    key_vars = (key_var,) if key_var else DEFAULT_KEY_VARS
+    base_url = os.environ.get(ENV_BASE_URL)
+    settings = ClientSettings(
+        base_url=base_url or OPENAI_BASE_URL,
+        model=os.environ.get(ENV_MODEL) or default_model,
+        api_key_vars=key_vars,
+        max_concurrency=_env_number(ENV_CONCURRENCY, int, 8),
+        timeout_s=_env_number(ENV_TIMEOUT, float, 120.0),
+        max_attempts=_env_number(ENV_MAX_ATTEMPTS, int, 6),
+        backoff_base_s=_env_number(ENV_BACKOFF_BASE, float, 1.0),
+        backoff_max_s=_env_number(ENV_BACKOFF_MAX, float, 60.0),
+        cache_path=cache_path_from(os.environ.get(ENV_CACHE), "judge_cache.sqlite"),
+    )
+    if not base_url and not settings.has_key():
+        raise ConfigError(
+            "this task is scored by an LLM judge: give --judge-base-url URL (or "
+            f"{ENV_BASE_URL}) for a local OpenAI-compatible server, or put an OpenAI key in "
+            f"{' or '.join(key_vars)}"
+        )
+    return settings
+
+
+def apply_judge_options(
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key_env: str | None = None,
+    concurrency: int | None = None,
+    cache: str | None = None,
+) -> None:
+    """CLI ``--judge-*`` options -> environment, read again by :func:`judge_settings`."""
+    for name, value in (
+        (ENV_BASE_URL, base_url),
+        (ENV_MODEL, model),
+        (ENV_KEY_VAR, api_key_env),
+        (ENV_CONCURRENCY, concurrency),
+        (ENV_CACHE, cache),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)

@@ -1,0 +1,231 @@
+"""LLM-judged protocols: Osprey-Bench detailed description, Ferret-Bench, MDVP-Bench.
+
+The model answers a question about regions; at scoring time a judge model compares its answer
+("Assistant 2") with the reference answer ("Assistant 1") under the benchmark's rule prompt
+and gives both a 1-10 score; the metric is the model's mean over the reference's mean x 100
+(:mod:`evalkit.metrics.judged`). Judging happens only at scoring time, through
+:class:`~evalkit.judge.client.ChatClient` (bounded, retrying, cached: re-scoring the same
+predictions sends no request). The judge endpoint comes from ``--judge-*`` / ``EVALKIT_JUDGE_*``
+(:func:`~evalkit.judge.settings.judge_settings`).
+
+protocol_args: ``judge_model`` (the paper's judge, overridable), ``judge_temperature``,
+``judge_max_tokens``, ``round_digits`` (the summariser's rounding), ``colon_rule`` (Osprey's
+``split(':')[1]`` on the answer), ``strip_boxes`` (Ferret's removal of `` [..]`` from the
+answer), ``failures_as_minus_one`` and ``context_quirk`` (the ``reference`` variant: the
+released arithmetic and the ``[Context]\\`` opening).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from evalkit.data import require_path
+from evalkit.judge.client import ChatCall, ChatClient, ChatOutcome
+from evalkit.judge.prompts import judge_messages, load_rules, review_content, rule_for
+from evalkit.judge.settings import ClientSettings, judge_settings
+from evalkit.metrics.judged import ALL, GroupScore, group_scores, parse_score_pair
+from evalkit.protocols.referring_cls import clean_decoded, colon_rule
+from evalkit.records import Request, Sample
+from evalkit.task import ScoreResult, TaskProtocol, register_protocol
+
+_BRACKETED = re.compile(r"\[.*?\]")
+
+
+def strip_boxes(answer: str) -> str:
+    """Ferret's ``postprocess_answer`` for refer_desc / refer_reason: every non-greedy
+    ``[...]`` match is deleted wherever it follows a space (``answer.replace(' ' + m, '')``)."""
+    for match in _BRACKETED.findall(answer):
+        answer = answer.replace(" " + match, "")
+    return answer
+
+
+class JudgedProtocol(TaskProtocol):
+    """Shared flow; subclasses say what the judge sees and how samples group."""
+
+    default_judge = "gpt-4"
+
+    # ------------------------------------------------------------------ requests
+    def build_requests(
+        self, samples: Sequence[Sample], prompt: str, generation: dict[str, Any]
+    ) -> list[Request]:
+        out = []
+        for s in samples:
+            gen = dict(generation)
+            if "max_new_tokens" not in gen and "max_new_tokens" in s.meta:
+                gen["max_new_tokens"] = s.meta["max_new_tokens"]  # MDVP: per phase
+            text = prompt.replace("{question}", str(s.meta.get("prompt_question", "")))
+            out.append(Request(s.id, s.id, s.image_path, text, list(s.regions), gen))
+        return out
+
+    # ------------------------------------------------------------------ what the judge sees
+    def judged_answer(self, raw: str) -> str:
+        text = clean_decoded(raw)
+        if self.args.get("colon_rule", False):
+            text = colon_rule(text)
+        if self.args.get("strip_boxes", False):
+            text = strip_boxes(text)
+        return text
+
+    def prepare(self, samples: Sequence[Sample], data: Mapping[str, Path | None]) -> None:
+        """Load what every judge call needs (rules...)."""
+
+    def judge_call(self, sample: Sample, answer: str, data: Mapping[str, Path | None]) -> ChatCall:
+        raise NotImplementedError
+
+    def groups(self, sample: Sample) -> list[str]:
+        return [str(sample.meta.get("category", ""))]
+
+    def extra_deviations(self) -> list[str]:
+        return []
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "temperature": float(self.args.get("judge_temperature", 0.2)),
+            "max_tokens": int(self.args.get("judge_max_tokens", 1024)),
+        }
+
+    # ------------------------------------------------------------------ scoring
+    def score(
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
+    ) -> ScoreResult:
+        settings = judge_settings(str(self.args.get("judge_model", self.default_judge)))
+        self.prepare(samples, data)
+        answers = {s.id: self.judged_answer(texts[s.id]) for s in samples}
+        calls = (self.judge_call(s, answers[s.id], data) for s in samples)  # lazy: images
+        client = ChatClient(settings)
+        try:
+            outcomes = client.complete(calls)
+        finally:
+            client.close()
+        return self.summarise(samples, texts, answers, outcomes, settings, client.stats.as_dict())
+
+    def summarise(
+        self,
+        samples: Sequence[Sample],
+        texts: Mapping[str, str],
+        answers: Mapping[str, str],
+        outcomes: Mapping[str, ChatOutcome],
+        settings: ClientSettings,
+        stats: dict[str, Any],
+    ) -> ScoreResult:
+        minus_one = bool(self.args.get("failures_as_minus_one", False))
+        digits = int(self.args.get("round_digits", 2))
+        judgements = []
+        rows = []
+        n_request_failed = n_unparsable = 0
+        for s in samples:
+            outcome = outcomes[s.id]
+            pair = parse_score_pair(outcome.text) if outcome.text is not None else None
+            if outcome.text is None:
+                status = "judge_failed"
+                n_request_failed += 1
+            elif pair is None:
+                status = "unparsable"
+                n_unparsable += 1
+            else:
+                status = "scored"
+            groups = self.groups(s)
+            judgements.append((groups, pair))
+            rows.append(
+                {
+                    "id": s.id,
+                    "image": s.image,
+                    "groups": groups,
+                    "status": status,
+                    "scores": list(pair) if pair is not None else None,
+                    "question": s.meta.get("question"),
+                    "prediction": texts[s.id],
+                    "judged_answer": answers[s.id],
+                    "reference_answer": s.target,
+                    "review": outcome.text,
+                    "judge_error": outcome.error,
+                    "judge_attempts": outcome.attempts,
+                    "judge_cached": outcome.cached,
+                }
+            )
+        scores = group_scores(judgements, digits, minus_one)
+        n_failed = n_request_failed + n_unparsable
+        return ScoreResult(
+            metrics=self.metrics(scores),
+            per_sample=rows,
+            deviations=self.deviations(settings, minus_one),
+            counts={
+                "judgements": len(samples),
+                "judge_failures": n_failed,
+                "judge_request_failures": n_request_failed,
+                "judge_unparsable": n_unparsable,
+                "failed": n_failed,
+                "judge_cache_hits": int(stats["cache_hits"]),
+                "judge_http_requests": int(stats["http_requests"]),
+            },
+            extra={
+                "judge": {**settings.describe(), **self.params(), "stats": stats},
+                "judge_groups": {
+                    g: {
+                        "n": v.n,
+                        "n_failed": v.n_failed,
+                        "reference_mean": v.reference_mean,
+                        "model_mean": v.model_mean,
+                        "relative_score": v.relative,
+                    }
+                    for g, v in scores.items()
+                },
+            },
+        )
+
+    def metrics(self, scores: Mapping[str, GroupScore]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if scores[ALL].relative is not None:
+            out["relative_score"] = float(scores[ALL].relative)  # type: ignore[arg-type]
+        named = [g for g in scores if g != ALL]
+        if len(named) > 1:
+            for g in named:
+                rel = scores[g].relative
+                if rel is not None:
+                    out[f"relative_score/{g}"] = float(rel)
+        return out
+
+    def deviations(self, settings: ClientSettings, minus_one: bool) -> list[str]:
+        out = []
+        if not minus_one:
+            out.append(
+                "failed judgements (no judge answer after the last attempt, or a first line "
+                "that is not two scores) are left out of the means and counted in "
+                "judge_failures; the released summariser averages them in as -1"
+            )
+        if not self.args.get("context_quirk", False):
+            out.append(
+                "the judge's context opens with '[Context]\\n'; the released script sends "
+                "'[Context]\\' with no newline"
+            )
+        paper_judge = str(self.args.get("judge_model", self.default_judge))
+        if settings.model != paper_judge:
+            out.append(f"judge model {settings.model!r} (the paper used {paper_judge!r})")
+        out.append("answers matched to questions by id, not by line order")
+        return out + self.extra_deviations()
+
+
+@register_protocol("judged_review")
+class TextJudgedReview(JudgedProtocol):
+    """Osprey-Bench description and Ferret-Bench: a text-only judge with a text context;
+    the rule is picked by the question's category."""
+
+    def prepare(self, samples: Sequence[Sample], data: Mapping[str, Path | None]) -> None:
+        self.rule_path = require_path(data, "rule")
+        self.rules = load_rules(self.rule_path)
+
+    def judge_call(self, sample: Sample, answer: str, data: Mapping[str, Path | None]) -> ChatCall:
+        role, rule = rule_for(self.rules, str(sample.meta["category"]), self.rule_path)
+        content = review_content(
+            str(sample.meta["context"]),
+            str(sample.meta["question"]),
+            str(sample.target),
+            answer,
+            rule,
+            role,
+            reference_quirk=bool(self.args.get("context_quirk", False)),
+        )
+        return ChatCall(sample.id, judge_messages(content), self.params())

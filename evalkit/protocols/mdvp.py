@@ -1,0 +1,68 @@
+"""MDVP-Bench: a vision judge (GPT-4V in the paper) sees the image with the visual prompts
+drawn as Set-of-Marks, the domain's context sentence, the question, the reference answer and
+the model's answer. Groups: each phase (``natural_QA_box``...), each domain (the paper's
+columns: natural, ocr, screenshot, multipanel) and all, every group pooled over its
+judgements as MDVP's summariser does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from evalkit.data import require_path
+from evalkit.data.mdvp import DOMAIN_CONTEXT
+from evalkit.errors import DataError
+from evalkit.judge.client import ChatCall
+from evalkit.judge.prompts import judge_messages, load_rules, review_content, rule_for
+from evalkit.protocols.judged import JudgedProtocol
+from evalkit.records import Sample
+from evalkit.render import draw_marks, png_bytes
+from evalkit.task import register_protocol
+
+
+@register_protocol("mdvp_review")
+class MdvpReview(JudgedProtocol):
+    default_judge = "gpt-4-vision-preview"
+
+    def prepare(self, samples: Sequence[Sample], data: Mapping[str, Path | None]) -> None:
+        self.rule_path = require_path(data, "rule")
+        self.rules = load_rules(self.rule_path)
+        self.rule_key = str(self.args.get("rule", "box"))
+
+    def judge_call(self, sample: Sample, answer: str, data: Mapping[str, Path | None]) -> ChatCall:
+        role, rule = rule_for(self.rules, self.rule_key, self.rule_path)
+        content = review_content(
+            DOMAIN_CONTEXT[str(sample.meta["domain"])],
+            str(sample.meta["question"]),
+            str(sample.target),
+            answer,
+            rule,
+            role,
+            reference_quirk=bool(self.args.get("context_quirk", False)),
+        )
+        if sample.image_path is None:
+            raise DataError(
+                f"<sample {sample.id}>", "the MDVP judge needs the image (--data images=DIR)"
+            )
+        try:
+            with Image.open(sample.image_path) as img:
+                img.load()
+                png = png_bytes(draw_marks(img, sample.regions))
+        except (OSError, ValueError) as exc:
+            raise DataError(sample.image_path, f"cannot draw the marks: {exc}", sample.id) from exc
+        detail = str(self.args.get("image_detail", "high"))
+        return ChatCall(sample.id, judge_messages(content, png, detail), self.params())
+
+    def groups(self, sample: Sample) -> list[str]:
+        return [str(sample.meta["phase"]), str(sample.meta["domain"])]
+
+    def extra_deviations(self) -> list[str]:
+        return [
+            "the judge's Set-of-Marks image is a PNG drawn with Pillow's font; the released "
+            "script sends OpenCV's JPEG with the Hershey font",
+            "android_* and web_* phases get the screenshot context sentence; the released "
+            "script matches 'screen' in the phase name, which they lack, and crashes",
+        ]
