@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evalkit.models import Adapter  # noqa: E402
-from evalkit.records import Prediction, Request  # noqa: E402
+from evalkit.models import Adapter
+from evalkit.records import Prediction, Request
 
 
 class NullAdapter(Adapter):

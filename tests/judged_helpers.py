@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_openai import JUDGE_SYSTEM, FakeOpenAI
+from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI
 from PIL import Image
 
 KEY = "sk-test-NEVER-WRITE-ME-5b1e"

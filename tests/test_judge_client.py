@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from fake_openai import JUDGE_SYSTEM, FakeOpenAI
+from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI
 
 from evalkit.judge.cache import ResponseCache, cache_key
 from evalkit.judge.client import ChatCall, ChatClient, backoff_delay, parse_retry_after

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_openai import JUDGE_SYSTEM, FakeOpenAI, images_of, text_of
-from judged_helpers import (  # noqa: F401 - judge_env is a fixture
+from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI, images_of, text_of
+from tests.judged_helpers import (  # noqa: F401 - judge_env is a fixture
     FAST_API,
     KEY,
     assert_no_key,

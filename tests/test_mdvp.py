@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_openai import JUDGE_SYSTEM, FakeOpenAI, images_of, text_of
-from judged_helpers import (  # noqa: F401 - judge_env is a fixture
+from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI, images_of, text_of
+from tests.judged_helpers import (  # noqa: F401 - judge_env is a fixture
     KEY,
     assert_no_key,
     cache_dir,

@@ -90,6 +90,8 @@ def run_task(
     if ctx.distributed:
         gathered = dist.gather_to_main((my_rows, skipped), ctx)
         if gathered is None:
+            # Leave the group cleanly: a gloo group torn down at interpreter exit aborts.
+            dist.shutdown(ctx)
             return None
         with PredictionStore(output / STORE_FILE) as main_store:
             for rows, rank_skipped in gathered:
