@@ -173,7 +173,15 @@ def _other_board(runs: Sequence[Run]) -> Board | None:
     return Board("other", "Other tasks", tuple(cols)) if cols else None
 
 
+def _run_order(run: Run) -> tuple[str, ...]:
+    """Runs in a canonical order, so the order they were named in changes nothing."""
+    res = run.results
+    return (res.model, res.task, run.variant, res.provenance.created, run.fingerprint(),
+            str(run.path))
+
+
 def build_tables(runs: Sequence[Run], baselines: Baselines, all_boards: bool) -> list[BoardTable]:
+    runs = sorted(runs, key=_run_order)
     boards = list(BOARDS)
     other = _other_board(runs)
     if other is not None:
