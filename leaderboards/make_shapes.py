@@ -6,7 +6,7 @@ canonical answer, except a fixed tenth of regions where it names the wrong colou
 with ``evalkit score``. With ``--model NAME[:k=v,...]`` (repeatable) real adapters are run
 with ``evalkit run`` on every shapes task instead (e.g. ``--model osprey-tiny``).
 
-Everything goes through the ``evalkit`` CLI, and the board is written with
+Everything goes through the ``evalkit`` CLI entry point, and the board is written with
 ``--reproducible``, so the same inputs give the same bytes on every machine:
 
     python leaderboards/make_shapes.py                 # rewrite leaderboards/shapes.md
@@ -16,9 +16,10 @@ Everything goes through the ``evalkit`` CLI, and the board is written with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -63,10 +64,13 @@ def replay_answers(style: str) -> list[dict[str, str]]:
 
 
 def evalkit(*args: str) -> None:
-    cmd = [sys.executable, "-m", "evalkit", *args]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
+    """``evalkit ARGS`` through the real CLI entry point (in this process: one model load)."""
+    from evalkit.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(args))
+    if code != 0:
+        raise SystemExit(f"failed ({code}): evalkit {' '.join(args)}")
 
 
 def shapes_tasks() -> list[str]:
@@ -88,18 +92,43 @@ def main(argv: list[str] | None = None) -> int:
             for spec in args.model:
                 name, _, model_args = spec.partition(":")
                 for task in shapes_tasks():
-                    evalkit("run", "--model", name, "--model-args", model_args, "--task", task,
-                            "--output", str(work / name / task))
+                    evalkit(
+                        "run",
+                        "--model",
+                        name,
+                        "--model-args",
+                        model_args,
+                        "--task",
+                        task,
+                        "--output",
+                        str(work / name / task),
+                    )
         else:
             for style in ("careful", "sloppy"):
                 name = f"replay-{style}"
                 preds = work / f"{name}.jsonl"
                 preds.parent.mkdir(parents=True, exist_ok=True)
                 preds.write_text("".join(json.dumps(r) + "\n" for r in replay_answers(style)))
-                evalkit("score", "--task", "shapes_cls", "--predictions", str(preds),
-                        "--model-name", name, "--output", str(work / name / "shapes_cls"))
-        evalkit("leaderboard", str(work), "--reproducible", "--title", TITLE,
-                "--out", str(args.out.resolve()))
+                evalkit(
+                    "score",
+                    "--task",
+                    "shapes_cls",
+                    "--predictions",
+                    str(preds),
+                    "--model-name",
+                    name,
+                    "--output",
+                    str(work / name / "shapes_cls"),
+                )
+        evalkit(
+            "leaderboard",
+            str(work),
+            "--reproducible",
+            "--title",
+            TITLE,
+            "--out",
+            str(args.out.resolve()),
+        )
     print(f"wrote {args.out}")
     return 0
 

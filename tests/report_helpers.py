@@ -37,8 +37,9 @@ def write_run(
         generation={"max_new_tokens": 16},
         deviations=[],
     )
-    results = Results(task=task, model=model, metrics=dict(metrics), n=n, n_scored=n,
-                      n_failed=0, provenance=prov)
+    results = Results(
+        task=task, model=model, metrics=dict(metrics), n=n, n_scored=n, n_failed=0, provenance=prov
+    )
     results.write(folder)
     if samples:
         with (folder / "samples.jsonl").open("w") as fh:

@@ -12,8 +12,22 @@ from evalkit.report.boards import BOARDS
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "leaderboards" / "baselines.yaml"
-KNOWN_METRICS = {"ss", "s_iou", "pq", "ap", "miou", "meteor", "cider", "accuracy", "precision",
-                 "recall", "f1", "yes_ratio", "relative_score", "map"}
+KNOWN_METRICS = {
+    "ss",
+    "s_iou",
+    "pq",
+    "ap",
+    "miou",
+    "meteor",
+    "cider",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "yes_ratio",
+    "relative_score",
+    "map",
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +86,31 @@ SPOT = [
 
 
 @pytest.mark.parametrize(("paper", "table", "model", "task", "split", "metric", "value"), SPOT)
-def test_spot_values(baselines: Baselines, paper: str, table: str, model: str, task: str,
-                     split: str | None, metric: str, value: float) -> None:
-    found = [e.metrics[metric] for e in baselines.entries
-             if (e.paper, e.table, e.model, e.task, e.split) == (paper, table, model, task, split)
-             and metric in e.metrics]
+def test_spot_values(
+    baselines: Baselines,
+    paper: str,
+    table: str,
+    model: str,
+    task: str,
+    split: str | None,
+    metric: str,
+    value: float,
+) -> None:
+    found = [
+        e.metrics[metric]
+        for e in baselines.entries
+        if (e.paper, e.table, e.model, e.task, e.split) == (paper, table, model, task, split)
+        and metric in e.metrics
+    ]
     assert value in found  # (SPHINX-V has a point and a box row on LVIS)
 
 
 def test_sphinx_v_box_and_point_rows_differ(baselines: Baselines) -> None:
-    lvis = {e.input: e.metrics for e in baselines.entries
-            if e.model == "SPHINX-V" and e.task == "lvis_cls"}
+    lvis = {
+        e.input: e.metrics
+        for e in baselines.entries
+        if e.model == "SPHINX-V" and e.task == "lvis_cls"
+    }
     assert lvis == {"point": {"ss": 83.16, "s_iou": 58.64}, "box": {"ss": 87.06, "s_iou": 62.90}}
 
 
@@ -102,8 +130,10 @@ def _column_holds(lines: list[str], label: str, values: list[float]) -> bool:
         if label not in [f.strip() for f in fields]:
             continue
         k = [f.strip() for f in fields].index(label)
-        below = [_numbers(row.split("\t"))[k] if len(row.split("\t")) > k else None
-                 for row in lines[i + 1 : i + 20]]
+        below = [
+            _numbers(row.split("\t"))[k] if len(row.split("\t")) > k else None
+            for row in lines[i + 1 : i + 20]
+        ]
         if all(v in below for v in values):
             return True
     return False
@@ -121,7 +151,9 @@ def test_every_entry_is_in_its_paper(baselines: Baselines, shared_dir: Path) -> 
     for e in baselines.entries:
         lines = texts[e.paper]
         values = list(e.metrics.values())
-        if not (_row_holds(lines, e.as_written, values) or _column_holds(lines, e.as_written, values)):
+        if not (
+            _row_holds(lines, e.as_written, values) or _column_holds(lines, e.as_written, values)
+        ):
             missing.append(f"{e.paper} T{e.table} {e.as_written} {e.task} {values}")
     assert missing == []
 

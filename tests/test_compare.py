@@ -67,8 +67,10 @@ def test_drop_beyond_tolerance_is_a_regression(tmp_path: Path) -> None:
     assert ss["delta"] == pytest.approx(-3.0) and ss["n_paired"] == 300
     assert ss["ci_low"] == pytest.approx(-3.0) and ss["ci_high"] == pytest.approx(-3.0)
     # A wider tolerance lets the same drop through.
-    assert main(["compare", str(tmp_path / "cand"), str(tmp_path / "base"),
-                 "--tolerance", "ss=3.5"]) == 0
+    assert (
+        main(["compare", str(tmp_path / "cand"), str(tmp_path / "base"), "--tolerance", "ss=3.5"])
+        == 0
+    )
 
 
 def test_a_drop_the_sample_cannot_distinguish_from_noise_passes(tmp_path: Path) -> None:
@@ -97,14 +99,21 @@ def test_yes_ratio_is_reported_not_gated(tmp_path: Path) -> None:
     assert main(["compare", str(tmp_path / "cand"), str(tmp_path / "base")]) == 0
 
 
-def test_refuses_different_card_or_data_unless_forced(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuses_different_card_or_data_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_run(tmp_path / "base", "lvis_cls", "m", {"ss": 60.0})
     write_run(tmp_path / "card", "lvis_cls", "m", {"ss": 60.0}, card_hash="e" * 64)
-    write_run(tmp_path / "data", "lvis_cls", "m", {"ss": 60.0},
-              data_files={"/data/ann.json": "f" * 64})
-    write_run(tmp_path / "moved", "lvis_cls", "m", {"ss": 60.0},
-              data_files={"/elsewhere/ann.json": "d" * 64})
+    write_run(
+        tmp_path / "data", "lvis_cls", "m", {"ss": 60.0}, data_files={"/data/ann.json": "f" * 64}
+    )
+    write_run(
+        tmp_path / "moved",
+        "lvis_cls",
+        "m",
+        {"ss": 60.0},
+        data_files={"/elsewhere/ann.json": "d" * 64},
+    )
     base = str(tmp_path / "base")
     assert main(["compare", str(tmp_path / "card"), base]) == 2
     assert "task card hashes differ" in " ".join(capsys.readouterr().err.split())
@@ -117,8 +126,13 @@ def test_refuses_different_card_or_data_unless_forced(tmp_path: Path,
 
 # ---------------------------------------------------------------------- end to end
 def _evalkit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evalkit", *args], cwd=REPO, text=True,
-                          capture_output=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit", *args],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +145,31 @@ def replay_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     samples = task.load_samples(task.resolve_data({}, command="score")).samples[:240]
     good = [{"id": s.id, "text": category_phrase(str(s.target))} for s in samples]
     # Degraded: every third region loses its colour word (SS drops by several points).
-    bad = [{"id": r["id"], "text": r["text"].split()[-1] if k % 3 == 0 else r["text"]}
-           for k, r in enumerate(good)]
+    bad = [
+        {"id": r["id"], "text": r["text"].split()[-1] if k % 3 == 0 else r["text"]}
+        for k, r in enumerate(good)
+    ]
     for name, rows in (("good", good), ("bad", bad)):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for out, preds in (("first", "good"), ("again", "good"), ("worse", "bad")):
-        assert main(["run", "--model", "replay", "--model-args", f"path={root / preds}.jsonl",
-                     "--task", "shapes_cls", "--limit", "240", "--output", str(root / out)]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--model",
+                    "replay",
+                    "--model-args",
+                    f"path={root / preds}.jsonl",
+                    "--task",
+                    "shapes_cls",
+                    "--limit",
+                    "240",
+                    "--output",
+                    str(root / out),
+                ]
+            )
+            == 0
+        )
     return root
 
 
@@ -149,8 +181,9 @@ def test_rerun_of_the_same_predictions_passes(replay_runs: Path) -> None:
 
 def test_a_worse_checkpoint_fails_the_gate(replay_runs: Path) -> None:
     out = replay_runs / "cmp.json"
-    done = _evalkit("compare", str(replay_runs / "worse"), str(replay_runs / "first"),
-                    "--json", str(out))
+    done = _evalkit(
+        "compare", str(replay_runs / "worse"), str(replay_runs / "first"), "--json", str(out)
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     ss = next(m for m in json.loads(out.read_text())["metrics"] if m["metric"] == "ss")
     assert ss["status"] == "regression" and ss["delta"] < -0.5 and ss["ci_high"] < 0

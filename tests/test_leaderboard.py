@@ -23,14 +23,27 @@ def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
     write_run(root / "alpha" / "lvis_cls", "lvis_cls", "alpha", {"ss": 70.004, "s_iou": 30.0})
     write_run(root / "alpha" / "paco_cls", "paco_cls", "alpha", {"ss": 50.0, "s_iou": 20.0})
-    write_run(root / "beta" / "lvis_cls", "lvis_cls", "beta", {"ss": 60.0, "s_iou": 40.0},
-              created="2024-06-02T08:00:00+00:00")
+    write_run(
+        root / "beta" / "lvis_cls",
+        "lvis_cls",
+        "beta",
+        {"ss": 60.0, "s_iou": 40.0},
+        created="2024-06-02T08:00:00+00:00",
+    )
     write_run(root / "alpha" / "shapes_cls", "shapes_cls", "alpha", {"ss": 91.0, "s_iou": 80.0})
     write_run(root / "beta" / "shapes_cls", "shapes_cls", "beta", {"ss": 91.0, "s_iou": 79.0})
-    write_run(root / "beta" / "shapes_pope", "shapes_pope", "beta",
-              {"accuracy": 80.0, "precision": 90.0, "recall": 70.0, "f1": 78.75, "yes_ratio": 40.0})
-    write_run(root / "alpha" / "shapes_pope", "shapes_pope", "alpha",
-              {"accuracy": 85.0, "precision": 85.0, "recall": 85.0, "f1": 85.0, "yes_ratio": 50.0})
+    write_run(
+        root / "beta" / "shapes_pope",
+        "shapes_pope",
+        "beta",
+        {"accuracy": 80.0, "precision": 90.0, "recall": 70.0, "f1": 78.75, "yes_ratio": 40.0},
+    )
+    write_run(
+        root / "alpha" / "shapes_pope",
+        "shapes_pope",
+        "alpha",
+        {"accuracy": 85.0, "precision": 85.0, "recall": 85.0, "f1": 85.0, "yes_ratio": 50.0},
+    )
     return root
 
 
@@ -39,7 +52,7 @@ def _board(md: str, title: str) -> list[str]:
     lines = md.splitlines()
     start = lines.index(f"## {title}")
     table = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("## "):
             break
         if line.startswith("|"):
@@ -77,8 +90,17 @@ def test_shapes_board_ties_and_undirected_metrics(runs: Path) -> None:
     assert [t.board.name for t in tables] == ["referring_cls", "shapes"]
     md = render_markdown(tables)
     table = _board(md, "Embedded shapes benchmark")
-    assert _cells(table[0]) == ["Model", "Source", "cls SS", "cls S-IoU", "POPE Acc", "POPE Prec",
-                                "POPE Rec", "POPE F1", "POPE Yes %"]
+    assert _cells(table[0]) == [
+        "Model",
+        "Source",
+        "cls SS",
+        "cls S-IoU",
+        "POPE Acc",
+        "POPE Prec",
+        "POPE Rec",
+        "POPE F1",
+        "POPE Yes %",
+    ]
     alpha, beta = (_cells(r) for r in table[2:])
     assert alpha[0].startswith("alpha [^") and beta[0].startswith("beta [^")
     # A tie is bold on both rows; the yes-ratio is never bold (50 % is not "better" than 40 %).
@@ -95,7 +117,7 @@ def test_footnotes_carry_provenance(runs: Path) -> None:
     beta_lvis = next(n for n in notes if "`beta` on `lvis_cls`" in n)
     assert "protocol `default`" in beta_lvis and "run 2024-06-02" in beta_lvis
     assert "git 01234567" in beta_lvis and "task card `cccccccccccc`" in beta_lvis
-    fp = [r for r in runs_ if r.results.model == "beta" and r.results.task == "lvis_cls"][0]
+    fp = next(r for r in runs_ if r.results.model == "beta" and r.results.task == "lvis_cls")
     assert f"model fingerprint `{fp.fingerprint()}` (fake)" in beta_lvis
     assert len(fp.fingerprint()) == 12
     # Every footnote is referenced from a row.
@@ -120,7 +142,9 @@ def test_variant_runs_get_their_own_row_and_duplicates_are_refused(tmp_path: Pat
     write_run(tmp_path / "a", "lvis_cls", "m", {"ss": 1.0, "s_iou": 2.0})
     write_run(tmp_path / "b", "lvis_cls", "m", {"ss": 3.0, "s_iou": 4.0}, variant="reference")
     md = render_markdown(build_tables(load_runs([tmp_path]), load_baselines(None), False))
-    labels = [_cells(r)[0].split(" [^")[0] for r in _board(md, "Referring object classification")[2:]]
+    labels = [
+        _cells(r)[0].split(" [^")[0] for r in _board(md, "Referring object classification")[2:]
+    ]
     assert labels == ["m", "m (reference)"]
     write_run(tmp_path / "c", "lvis_cls", "m", {"ss": 5.0, "s_iou": 6.0})
     assert main(["leaderboard", str(tmp_path), "--no-baselines"]) == 2
@@ -144,8 +168,10 @@ def test_csv_and_json_formats(runs: Path, tmp_path: Path) -> None:
     alpha = frame[(frame.model == "alpha") & (frame.task == "lvis_cls") & (frame.metric == "ss")]
     assert alpha.value.tolist() == [70.004] and alpha.kind.tolist() == ["run"]
     sphinx = [r for r in records if r["model"] == "SPHINX-V" and r["column"] == "LVIS SS"]
-    assert {(r["input"], r["value"], r["best"]) for r in sphinx} == {("point", 83.16, False),
-                                                                       ("box", 87.06, True)}
+    assert {(r["input"], r["value"], r["best"]) for r in sphinx} == {
+        ("point", 83.16, False),
+        ("box", 87.06, True),
+    }
 
 
 def test_plots_next_to_the_markdown(runs: Path, tmp_path: Path) -> None:
@@ -161,8 +187,13 @@ def test_plots_next_to_the_markdown(runs: Path, tmp_path: Path) -> None:
 def test_all_boards_without_runs_shows_the_papers(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["leaderboard", "--baselines", str(BASELINES)]) == 0
     md = capsys.readouterr().out
-    for title in ("Open-vocabulary segmentation", "Region captioning", "Object hallucination (POPE)",
-                  "GPT-4-judged description and reasoning", "MDVP-Bench"):
+    for title in (
+        "Open-vocabulary segmentation",
+        "Region captioning",
+        "Object hallucination (POPE)",
+        "GPT-4-judged description and reasoning",
+        "MDVP-Bench",
+    ):
         assert f"## {title}" in md
     ovseg = _board(md, "Open-vocabulary segmentation")
     osprey = next(_cells(r) for r in ovseg if r.startswith("| Osprey-7B |"))

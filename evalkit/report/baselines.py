@@ -42,7 +42,8 @@ class Entry(BaseModel):
 
 
 def format_sources(sources: list[tuple[str, str]]) -> str:
-    """``[(Osprey, A1), (SPHINX-V, 6), (SPHINX-V, 10)]`` -> ``Osprey Tab. A1; SPHINX-V Tab. 6, 10``."""
+    """``[(Osprey, A1), (SPHINX-V, 6), (SPHINX-V, 10)]``
+    -> ``Osprey Tab. A1; SPHINX-V Tab. 6, 10``."""
     by_paper: dict[str, list[str]] = {}
     for paper, table in sources:
         tables = by_paper.setdefault(paper, [])

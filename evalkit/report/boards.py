@@ -39,8 +39,13 @@ def _cols(task: str, prefix: str, metrics: list[tuple[str, str]], **kw: str) -> 
     return [Column(task, m, f"{prefix} {h}".strip(), **kw) for m, h in metrics]
 
 
-_POPE = [("accuracy", "Acc"), ("precision", "Prec"), ("recall", "Rec"), ("f1", "F1"),
-         ("yes_ratio", "Yes %")]
+_POPE = [
+    ("accuracy", "Acc"),
+    ("precision", "Prec"),
+    ("recall", "Rec"),
+    ("f1", "F1"),
+    ("yes_ratio", "Yes %"),
+]
 _OVSEG = [("pq", "PQ"), ("ap", "AP"), ("miou", "mIoU")]
 _SEMANTIC = [("ss", "SS"), ("s_iou", "S-IoU")]
 _CAPTION = [("meteor", "METEOR"), ("cider", "CIDEr")]
@@ -56,7 +61,10 @@ BOARDS: tuple[Board, ...] = (
     Board(
         "ovseg",
         "Open-vocabulary segmentation",
-        tuple(_cols("cityscapes_ovseg", "Cityscapes", _OVSEG) + _cols("ade20k_ovseg", "ADE20K", _OVSEG)),
+        tuple(
+            _cols("cityscapes_ovseg", "Cityscapes", _OVSEG)
+            + _cols("ade20k_ovseg", "ADE20K", _OVSEG)
+        ),
         "Ground-truth regions classified by the model; panoptic PQ, instance AP, semantic "
         "mIoU (Osprey Table 2).",
     ),
@@ -70,8 +78,11 @@ BOARDS: tuple[Board, ...] = (
     Board(
         "pope",
         "Object hallucination (POPE)",
-        tuple(_cols("pope_random", "Random", _POPE) + _cols("pope_popular", "Popular", _POPE)
-              + _cols("pope_adversarial", "Adversarial", _POPE)),
+        tuple(
+            _cols("pope_random", "Random", _POPE)
+            + _cols("pope_popular", "Popular", _POPE)
+            + _cols("pope_adversarial", "Adversarial", _POPE)
+        ),
         "COCO val2014 yes/no questions (Osprey Table 6, RegionGPT Table 8). Yes % is the "
         "share of yes answers (not ranked).",
     ),
@@ -91,8 +102,12 @@ BOARDS: tuple[Board, ...] = (
         "MDVP-Bench",
         tuple(
             Column(f"mdvp_{domain}_{kind}", "relative_score", f"{title} {kind}")
-            for domain, title in (("natural", "Natural"), ("ocr", "OCR"),
-                                  ("multipanel", "Multi-panel"), ("screenshot", "Screenshot"))
+            for domain, title in (
+                ("natural", "Natural"),
+                ("ocr", "OCR"),
+                ("multipanel", "Multi-panel"),
+                ("screenshot", "Screenshot"),
+            )
             for kind in ("box", "point")
         ),
         "GPT-4V-judged relative score per domain and visual-prompt kind (SPHINX-V Table 8).",

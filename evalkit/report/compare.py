@@ -105,18 +105,23 @@ def mismatches(candidate: Run, baseline: Run) -> list[str]:
     if c.task != b.task:
         out.append(f"tasks differ: {c.task} vs {b.task}")
     if c.provenance.task_card_hash != b.provenance.task_card_hash:
-        out.append(f"task card hashes differ: {c.provenance.task_card_hash[:12]} vs "
-                   f"{b.provenance.task_card_hash[:12]}")
+        out.append(
+            f"task card hashes differ: {c.provenance.task_card_hash[:12]} vs "
+            f"{b.provenance.task_card_hash[:12]}"
+        )
     if c.provenance.protocol_variant != b.provenance.protocol_variant:
-        out.append(f"protocol variants differ: {c.provenance.protocol_variant} vs "
-                   f"{b.provenance.protocol_variant}")
+        out.append(
+            f"protocol variants differ: {c.provenance.protocol_variant} vs "
+            f"{b.provenance.protocol_variant}"
+        )
     if _data_hashes(candidate) != _data_hashes(baseline):
         out.append("data file hashes differ (not the same benchmark data)")
     return out
 
 
-def paired_bootstrap(diffs: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def paired_bootstrap(
+    diffs: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
     """95 % percentile interval of the mean of paired differences (seeded, reproducible)."""
     rng = np.random.default_rng(seed)
     n = len(diffs)
@@ -156,12 +161,14 @@ def compare_runs(
     problems = mismatches(candidate, baseline)
     if problems and not force:
         raise ConfigError(
-            "refusing to compare runs that are not comparable: " + "; ".join(problems)
+            "refusing to compare runs that are not comparable: "
+            + "; ".join(problems)
             + " (pass --force to compare anyway)"
         )
     tolerances = dict(tolerances or {})
-    cmp = Comparison(candidate.results.task, str(candidate.path), str(baseline.path), [],
-                     force, problems)
+    cmp = Comparison(
+        candidate.results.task, str(candidate.path), str(baseline.path), [], force, problems
+    )
     cm, bm = candidate.results.metrics, baseline.results.metrics
     unknown = sorted(set(tolerances) - set(cm) - set(bm))
     if unknown:
@@ -170,7 +177,10 @@ def compare_runs(
         tol = tolerances.get(metric, default_tolerance(metric))
         delta = cm[metric] - bm[metric]
         md = MetricDelta(metric, bm[metric], cm[metric], delta, tol, "ok")
-        cand_vals, base_vals = per_sample_values(candidate, metric), per_sample_values(baseline, metric)
+        cand_vals, base_vals = (
+            per_sample_values(candidate, metric),
+            per_sample_values(baseline, metric),
+        )
         if cand_vals is not None and base_vals is not None:
             ids = sorted(set(cand_vals) & set(base_vals))
             if len(ids) != len(cand_vals) or len(ids) != len(base_vals):
@@ -204,10 +214,16 @@ def render_markdown(cmp: Comparison) -> str:
         "| :-- | --: | --: | --: | --: | :-- | :-- |",
     ]
     for m in cmp.metrics:
-        ci = f"[{m.ci_low:+.2f}, {m.ci_high:+.2f}] (n = {m.n_paired})" if m.ci_low is not None else "—"
+        ci = (
+            f"[{m.ci_low:+.2f}, {m.ci_high:+.2f}] (n = {m.n_paired})"
+            if m.ci_low is not None
+            else "—"
+        )
         status = f"**{m.status}**" if m.status == "regression" else m.status
-        lines.append(f"| {m.metric} | {m.baseline:.2f} | {m.candidate:.2f} | {m.delta:+.2f} | "
-                     f"{m.tolerance:.2f} | {ci} | {status} |")
+        lines.append(
+            f"| {m.metric} | {m.baseline:.2f} | {m.candidate:.2f} | {m.delta:+.2f} | "
+            f"{m.tolerance:.2f} | {ci} | {status} |"
+        )
     extra = [f"forced past: {p}" for p in cmp.mismatches] + cmp.notes
     if extra:
         lines.append("")

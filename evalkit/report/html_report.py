@@ -118,12 +118,15 @@ def _category(row: Mapping[str, Any], sample: Sample | None) -> str:
     return "all"
 
 
-def build_gallery(run: Run, overrides: Mapping[str, str], images: Path | None,
-                  max_cards: int) -> Gallery:
+def build_gallery(
+    run: Run, overrides: Mapping[str, str], images: Path | None, max_cards: int
+) -> Gallery:
     rows = run.sample_rows()
     preds = {str(p.get("id")): p for p in run.prediction_rows()}
     metrics = per_sample_metrics(run, rows)
-    sort_metric = next((m for m in metrics if m in run.results.metrics), metrics[0] if metrics else None)
+    sort_metric = next(
+        (m for m in metrics if m in run.results.metrics), metrics[0] if metrics else None
+    )
     view = load_task_samples(run, overrides, images)
     samples, notes = view.samples, list(view.notes)
     if sort_metric is not None:
@@ -131,24 +134,31 @@ def build_gallery(run: Run, overrides: Mapping[str, str], images: Path | None,
         rows = sorted(rows, key=lambda r: (float(r.get(sort_metric, 0.0)), str(r.get("id"))))
     shown = rows[:max_cards]
     if len(rows) > len(shown):
-        notes.append(f"showing the {len(shown)} lowest-scoring of {len(rows)} samples "
-                     f"(--max-cards)")
+        notes.append(
+            f"showing the {len(shown)} lowest-scoring of {len(rows)} samples (--max-cards)"
+        )
     cards = []
     for row in shown:
         sid = str(row.get("id"))
         sample = samples.get(sid)
         pred = preds.get(sid, {})
         image = thumbnail_png(sample.image_path, sample.regions) if sample else None
-        cards.append(Card(
-            id=sid,
-            category=_category(row, sample),
-            image_b64=image,
-            prompt=_text(pred.get("prompt") or view.prompts.get(sid)),
-            prediction=_text(row.get("prediction", pred.get("text"))),
-            target=_text(row.get("target", sample.target if sample else None)),
-            scores={m: float(row[m]) for m in metrics if _numeric(row.get(m))},
-            extra={k: _text(v) for k, v in row.items() if k in ("answer",) and v != row.get("prediction")},
-        ))
+        cards.append(
+            Card(
+                id=sid,
+                category=_category(row, sample),
+                image_b64=image,
+                prompt=_text(pred.get("prompt") or view.prompts.get(sid)),
+                prediction=_text(row.get("prediction", pred.get("text"))),
+                target=_text(row.get("target", sample.target if sample else None)),
+                scores={m: float(row[m]) for m in metrics if _numeric(row.get(m))},
+                extra={
+                    k: _text(v)
+                    for k, v in row.items()
+                    if k in ("answer",) and v != row.get("prediction")
+                },
+            )
+        )
     return Gallery(cards, len(rows), sort_metric, notes)
 
 
@@ -162,7 +172,9 @@ def _prompt_html(prompt: str) -> str:
     parts = _esc(prompt).split("&lt;region&gt;")
     out = parts[0]
     for k, part in enumerate(parts[1:]):
-        out += f'<span class="region r{k % 5}">&lt;region{k + 1 if len(parts) > 2 else ""}&gt;</span>'
+        out += (
+            f'<span class="region r{k % 5}">&lt;region{k + 1 if len(parts) > 2 else ""}&gt;</span>'
+        )
         out += part
     return out
 
@@ -173,8 +185,8 @@ def _card_html(card: Card, sort_metric: str | None) -> str:
     else:
         img = '<div class="noimg">image not available</div>'
     badges = "".join(
-        f'<span class="score{" key" if m == sort_metric else ""}" style="--v:{min(max(v, 0), 100):.1f}">'
-        f"{_esc(m)} {v:.1f}</span>"
+        f'<span class="score{" key" if m == sort_metric else ""}" '
+        f'style="--v:{min(max(v, 0), 100):.1f}">{_esc(m)} {v:.1f}</span>'
         for m, v in card.scores.items()
     )
     extra = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in card.extra.items())
@@ -182,9 +194,9 @@ def _card_html(card: Card, sort_metric: str | None) -> str:
         f'<article class="card" data-category="{_esc(card.category)}" data-id="{_esc(card.id)}">'
         f'{img}<div class="body"><div class="head"><code>{_esc(card.id)}</code>'
         f'<span class="cat">{_esc(card.category)}</span></div><div class="badges">{badges}</div>'
-        f"<dl><dt>prompt</dt><dd class=\"prompt\">{_prompt_html(card.prompt)}</dd>"
-        f"<dt>prediction</dt><dd class=\"pred\">{_esc(card.prediction)}</dd>{extra}"
-        f"<dt>target</dt><dd class=\"target\">{_esc(card.target)}</dd></dl></div></article>"
+        f'<dl><dt>prompt</dt><dd class="prompt">{_prompt_html(card.prompt)}</dd>'
+        f'<dt>prediction</dt><dd class="pred">{_esc(card.prediction)}</dd>{extra}'
+        f'<dt>target</dt><dd class="target">{_esc(card.target)}</dd></dl></div></article>'
     )
 
 
@@ -195,11 +207,17 @@ def _provenance_html(run: Run) -> str:
         ("adapter", json.dumps(prov.adapter, sort_keys=True)),
         ("protocol", prov.protocol_variant),
         ("task card", f"{prov.task_card} · {prov.task_card_hash[:16]}"),
-        ("evalkit", f"{prov.evalkit_version}" + (f" · git {prov.git_sha[:10]}" if prov.git_sha else "")),
+        (
+            "evalkit",
+            f"{prov.evalkit_version}" + (f" · git {prov.git_sha[:10]}" if prov.git_sha else ""),
+        ),
         ("created", prov.created),
         ("generation", json.dumps(prov.generation, sort_keys=True)),
         ("samples", f"{res.n} ({res.n_scored} scored, {res.n_failed} failed)"),
-        ("timings", f"wall {prov.timings.wall_s:.1f} s · {prov.timings.samples_per_s:.2f} samples/s"),
+        (
+            "timings",
+            f"wall {prov.timings.wall_s:.1f} s · {prov.timings.samples_per_s:.2f} samples/s",
+        ),
     ]
     items += [("data", f"{p} · {h[:16]}") for p, h in sorted(prov.data_files.items())]
     items += [("deviation", d) for d in prov.deviations] + [("note", n) for n in prov.notes]
@@ -208,37 +226,50 @@ def _provenance_html(run: Run) -> str:
 
 def render_html(run: Run, gallery: Gallery, histogram_png: bytes) -> str:
     res = run.results
-    metric_cells = "".join(f"<div class=\"metric\"><b>{v:.2f}</b><span>{_esc(k)}</span></div>"
-                           for k, v in res.metrics.items())
+    metric_cells = "".join(
+        f'<div class="metric"><b>{v:.2f}</b><span>{_esc(k)}</span></div>'
+        for k, v in res.metrics.items()
+    )
     categories = sorted({c.category for c in gallery.cards})
     options = "".join(f'<option value="{_esc(c)}">{_esc(c)}</option>' for c in categories)
     cards = "\n".join(_card_html(c, gallery.sort_metric) for c in gallery.cards)
     notes = "".join(f"<li>{_esc(n)}</li>" for n in gallery.notes)
     order = f"worst {_esc(gallery.sort_metric)} first" if gallery.sort_metric else "file order"
     plot = base64.b64encode(histogram_png).decode("ascii")
-    return (_ASSETS / "report.html").read_text("utf-8").format(
-        title=_esc(f"{res.task} · {res.model}"),
-        css=(_ASSETS / "report.css").read_text("utf-8"),
-        js=(_ASSETS / "report.js").read_text("utf-8"),
-        task=_esc(res.task),
-        model=_esc(res.model),
-        metrics=metric_cells,
-        provenance=_provenance_html(run),
-        plot=plot,
-        notes=f"<ul class=\"notes\">{notes}</ul>" if notes else "",
-        options=options,
-        n_cards=len(gallery.cards),
-        n_total=gallery.n_total,
-        order=order,
-        cards=cards,
+    return (
+        (_ASSETS / "report.html")
+        .read_text("utf-8")
+        .format(
+            title=_esc(f"{res.task} · {res.model}"),
+            css=(_ASSETS / "report.css").read_text("utf-8"),
+            js=(_ASSETS / "report.js").read_text("utf-8"),
+            task=_esc(res.task),
+            model=_esc(res.model),
+            metrics=metric_cells,
+            provenance=_provenance_html(run),
+            plot=plot,
+            notes=f'<ul class="notes">{notes}</ul>' if notes else "",
+            options=options,
+            n_cards=len(gallery.cards),
+            n_total=gallery.n_total,
+            order=order,
+            cards=cards,
+        )
     )
 
 
-def write_report(run: Run, out: Path, overrides: Mapping[str, str] | None = None,
-                 images: Path | None = None, max_cards: int = DEFAULT_MAX_CARDS) -> Path:
+def write_report(
+    run: Run,
+    out: Path,
+    overrides: Mapping[str, str] | None = None,
+    images: Path | None = None,
+    max_cards: int = DEFAULT_MAX_CARDS,
+) -> Path:
     gallery = build_gallery(run, overrides or {}, images, max_cards)
     rows = run.sample_rows()
-    dist = {m: [float(r[m]) for r in rows if _numeric(r.get(m))] for m in per_sample_metrics(run, rows)}
+    dist = {
+        m: [float(r[m]) for r in rows if _numeric(r.get(m))] for m in per_sample_metrics(run, rows)
+    }
     page = render_html(run, gallery, histograms_png(dist))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, "utf-8")

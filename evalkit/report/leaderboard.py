@@ -102,8 +102,10 @@ def _run_rows(board: Board, runs: Sequence[Run]) -> list[Row]:
 
 
 def _baseline_rows(board: Board, baselines: Baselines) -> list[Row]:
-    matched = [(e, [k for k, c in enumerate(board.columns) if _entry_matches(c, e)])
-               for e in baselines.entries]
+    matched = [
+        (e, [k for k, c in enumerate(board.columns) if _entry_matches(c, e)])
+        for e in baselines.entries
+    ]
     matched = [(e, ks) for e, ks in matched if ks]
 
     def key(e: Entry, by_paper: bool) -> tuple[str, ...]:
@@ -176,8 +178,14 @@ def _other_board(runs: Sequence[Run]) -> Board | None:
 def _run_order(run: Run) -> tuple[str, ...]:
     """Runs in a canonical order, so the order they were named in changes nothing."""
     res = run.results
-    return (res.model, res.task, run.variant, res.provenance.created, run.fingerprint(),
-            str(run.path))
+    return (
+        res.model,
+        res.task,
+        run.variant,
+        res.provenance.created,
+        run.fingerprint(),
+        str(run.path),
+    )
 
 
 def build_tables(runs: Sequence[Run], baselines: Baselines, all_boards: bool) -> list[BoardTable]:
@@ -234,8 +242,10 @@ def render_table(table: BoardTable, notes: dict[int, int]) -> list[str]:
     with_input = any(i != NO_INPUT for row in table.rows for i in row.inputs)
     fixed = ["Model", "Input", "Source"] if with_input else ["Model", "Source"]
     head = [*fixed, *(c.header for c in table.columns)]
-    lines = ["| " + " | ".join(head) + " |",
-             "| " + " | ".join([":--"] * len(fixed) + ["--:"] * len(table.columns)) + " |"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join([":--"] * len(fixed) + ["--:"] * len(table.columns)) + " |",
+    ]
     for row in table.rows:
         label = row.label.replace("|", "\\|")
         if row.kind == "run":
@@ -286,19 +296,32 @@ def to_frame(tables: Sequence[BoardTable]) -> pd.DataFrame:
             for k, col in enumerate(table.columns):
                 if k not in row.cells:
                     continue
-                records.append({
-                    "board": table.board.name,
-                    "model": row.label,
-                    "kind": row.kind,
-                    "input": ", ".join(row.inputs),
-                    "source": format_sources(row.sources) if row.sources else "this run",
-                    "task": col.task,
-                    "split": col.split or "",
-                    "metric": col.metric,
-                    "column": col.header,
-                    "value": row.cells[k],
-                    "best": k in table.best and round(row.cells[k], 2) == table.best[k],
-                })
-    columns = ["board", "model", "kind", "input", "source", "task", "split", "metric", "column",
-               "value", "best"]
+                records.append(
+                    {
+                        "board": table.board.name,
+                        "model": row.label,
+                        "kind": row.kind,
+                        "input": ", ".join(row.inputs),
+                        "source": format_sources(row.sources) if row.sources else "this run",
+                        "task": col.task,
+                        "split": col.split or "",
+                        "metric": col.metric,
+                        "column": col.header,
+                        "value": row.cells[k],
+                        "best": k in table.best and round(row.cells[k], 2) == table.best[k],
+                    }
+                )
+    columns = [
+        "board",
+        "model",
+        "kind",
+        "input",
+        "source",
+        "task",
+        "split",
+        "metric",
+        "column",
+        "value",
+        "best",
+    ]
     return pd.DataFrame.from_records(records, columns=columns)

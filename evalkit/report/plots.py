@@ -38,9 +38,15 @@ def board_chart(table: BoardTable, path: Path) -> Path:
         ys = [centres[k] + (r - (n_rows - 1) / 2) * group for k in range(n_cols) if k in row.cells]
         xs = [row.cells[k] for k in range(n_cols) if k in row.cells]
         is_run = row.kind == "run"
-        ax.barh(ys, xs, height=group * 0.9, label=row.label + ("" if is_run else " (reported)"),
-                color=RUN_COLOUR if is_run and n_rows == 1 else cmap(r % 20),
-                edgecolor="black" if is_run else "none", linewidth=0.8)
+        ax.barh(
+            ys,
+            xs,
+            height=group * 0.9,
+            label=row.label + ("" if is_run else " (reported)"),
+            color=RUN_COLOUR if is_run and n_rows == 1 else cmap(r % 20),
+            edgecolor="black" if is_run else "none",
+            linewidth=0.8,
+        )
     ax.set_yticks(centres)
     ax.set_yticklabels([c.header for c in table.columns])
     ax.invert_yaxis()
@@ -58,8 +64,9 @@ def histograms_png(values: Mapping[str, Sequence[float]]) -> bytes:
     """Small multiples: the distribution of each per-sample metric, as PNG bytes."""
     plt = _pyplot()
     names = [n for n, v in values.items() if len(v)]
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 2.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 2.6), squeeze=False
+    )
     for ax, name in zip(axes[0], names, strict=False):
         data = list(values[name])
         ax.hist(data, bins=20, color="#4c72b0", edgecolor="white")

@@ -13,7 +13,11 @@ from PIL import Image, ImageDraw
 from evalkit.regions import Region
 
 REGION_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (0, 230, 255), (255, 60, 200), (255, 220, 0), (80, 255, 80), (255, 120, 0),
+    (0, 230, 255),
+    (255, 60, 200),
+    (255, 220, 0),
+    (80, 255, 80),
+    (255, 120, 0),
 )
 _DIM = 0.45  # brightness kept outside the regions, so the asked-about pixels stand out
 
@@ -42,7 +46,9 @@ def draw_regions(image: Image.Image, regions: Sequence[Region]) -> Image.Image:
     for region in regions:
         mask = region.to_mask().astype(bool)
         if mask.shape != (h, w):  # region drawn for another size: fit it to the image
-            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST), dtype=bool)
+            mask = np.asarray(
+                Image.fromarray(mask).resize((w, h), Image.Resampling.NEAREST), dtype=bool
+            )
         masks.append(mask)
         inside |= mask
     rgb[~inside] *= _DIM
@@ -68,14 +74,15 @@ def draw_regions(image: Image.Image, regions: Sequence[Region]) -> Image.Image:
     return out
 
 
-def thumbnail_png(image_path: str | Path | None, regions: Sequence[Region],
-                  max_size: tuple[int, int] = (256, 192)) -> str | None:
+def thumbnail_png(
+    image_path: str | Path | None, regions: Sequence[Region], max_size: tuple[int, int] = (256, 192)
+) -> str | None:
     """A base64 PNG of the image with its regions drawn, or None when the image is missing."""
     if image_path is None or not Path(image_path).is_file():
         return None
     with Image.open(image_path) as img:
         drawn = draw_regions(img, regions)
-    drawn.thumbnail(max_size, Image.LANCZOS)
+    drawn.thumbnail(max_size, Image.Resampling.LANCZOS)
     # A 64-colour palette keeps thumbnails small (hundreds of them sit in one page).
     small = drawn.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     buf = io.BytesIO()
