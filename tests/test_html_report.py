@@ -151,3 +151,26 @@ def test_gallery_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> 
     thumb = re.search(r'<img alt="[^"]+" src="data:image/png;base64,([^"]+)"', dom)
     assert thumb is not None
     assert Image.open(io.BytesIO(base64.b64decode(thumb.group(1)))).size[0] > 100
+
+
+def test_report_without_task_or_images_still_renders(tmp_path: Path) -> None:
+    from report_helpers import write_run
+
+    rows = [
+        {
+            "id": f"q{k}",
+            "prediction": "yes",
+            "target": "no" if k % 2 else "yes",
+            "correct": float(k % 2 == 0) * 100,
+        }
+        for k in range(6)
+    ]
+    write_run(tmp_path / "run", "not_a_task", "m", {"correct": 50.0}, samples=rows, n=6)
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "run"), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert len(_cards(page)) == 6 and page.count("image not available") == 6
+    assert "task not_a_task not available here" in page
+    ids = re.findall(r'data-id="([^"]+)"', page)
+    assert ids == ["q1", "q3", "q5", "q0", "q2", "q4"]  # worst (0) first, then by id
+    assert set(re.findall(r'data-category="([^"]+)"', page)) == {"yes", "no"}

@@ -23,6 +23,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def _legend_label(label: str, inputs: Sequence[str], is_run: bool) -> str:
+    known = [i for i in inputs if i != "—"]
+    kind = ", ".join(known)
+    if is_run:
+        return f"{label} ({kind})" if kind else label
+    return f"{label} ({kind}, reported)" if kind else f"{label} (reported)"
+
+
 def board_chart(table: BoardTable, path: Path) -> Path:
     """Grouped horizontal bars: one group per column, one bar per row; runs highlighted."""
     plt = _pyplot()
@@ -42,7 +50,7 @@ def board_chart(table: BoardTable, path: Path) -> Path:
             ys,
             xs,
             height=group * 0.9,
-            label=row.label + ("" if is_run else " (reported)"),
+            label=_legend_label(row.label, row.inputs, is_run),
             color=RUN_COLOUR if is_run and n_rows == 1 else cmap(r % 20),
             edgecolor="black" if is_run else "none",
             linewidth=0.8,
