@@ -114,27 +114,33 @@ def test_sphinx_v_box_and_point_rows_differ(baselines: Baselines) -> None:
     assert lvis == {"point": {"ss": 83.16, "s_iou": 58.64}, "box": {"ss": 87.06, "s_iou": 62.90}}
 
 
+def _contains_run(seq: list[float | None], values: list[float]) -> bool:
+    """``values`` appear in ``seq`` one after another, in this order (the table's columns)."""
+    n = len(values)
+    return any(seq[i : i + n] == values for i in range(len(seq) - n + 1))
+
+
 def _row_holds(lines: list[str], label: str, values: list[float]) -> bool:
-    """A table row starting with ``label`` whose numbers include all ``values``."""
+    """A table row labelled ``label`` holding ``values`` side by side, in column order."""
     for line in lines:
         fields = line.split("\t")
-        if fields[0].strip() == label and all(v in _numbers(fields[1:]) for v in values):
+        if fields[0].strip() == label and _contains_run(_numbers(fields[1:]), values):
             return True
     return False
 
 
 def _column_holds(lines: list[str], label: str, values: list[float]) -> bool:
-    """A transposed table: ``label`` heads column k; the values sit in column k below it."""
+    """A transposed table: ``label`` heads column k; ``values`` fill consecutive rows of it."""
     for i, line in enumerate(lines):
-        fields = line.split("\t")
-        if label not in [f.strip() for f in fields]:
+        fields = [f.strip() for f in line.split("\t")]
+        if label not in fields:
             continue
-        k = [f.strip() for f in fields].index(label)
-        below = [
-            _numbers(row.split("\t"))[k] if len(row.split("\t")) > k else None
-            for row in lines[i + 1 : i + 20]
-        ]
-        if all(v in below for v in values):
+        k = fields.index(label)
+        below = []
+        for row in lines[i + 1 : i + 20]:
+            cells = row.split("\t")
+            below.append(_numbers(cells)[k] if len(cells) > k else None)
+        if _contains_run(below, values):
             return True
     return False
 
@@ -165,9 +171,11 @@ def test_the_check_catches_a_typo(baselines: Baselines, shared_dir: Path) -> Non
     lines = (seeds / baselines.papers["osprey"].seeds[0]).read_text("utf-8").splitlines()
     assert _row_holds(lines, "Osprey-7B (Ours)", [65.24, 38.19])
     assert not _row_holds(lines, "Osprey-7B (Ours)", [65.42, 38.19])
+    assert not _row_holds(lines, "Osprey-7B (Ours)", [38.19, 65.24])  # columns swapped
     regiongpt = (seeds / baselines.papers["regiongpt"].seeds[0]).read_text("utf-8").splitlines()
     assert _column_holds(regiongpt, "Ours", [87.80, 97.75, 78.13, 86.85, 41.20])
     assert not _column_holds(regiongpt, "Shikra [9]", [87.80])
+    assert not _column_holds(regiongpt, "Ours", [97.75, 87.80])  # metrics swapped
 
 
 def test_transcribed_labels_exist_verbatim(baselines: Baselines, shared_dir: Path) -> None:
