@@ -1,0 +1,137 @@
+"""Regenerate ``leaderboards/shapes.md``: two models on the embedded shapes benchmark.
+
+Default: two deterministic replay "models" on ``shapes_cls`` — ``replay-careful`` (the
+canonical answer, except a fixed tenth of regions where it names the wrong colour) and
+``replay-sloppy`` (often the shape without its colour, sometimes a wrong shape) — scored
+with ``evalkit score``. With ``--model NAME[:k=v,...]`` (repeatable) real adapters are run
+with ``evalkit run`` on every shapes task instead (e.g. ``--model osprey-tiny``).
+
+Everything goes through the ``evalkit`` CLI entry point, and the board is written with
+``--reproducible``, so the same inputs give the same bytes on every machine:
+
+    python leaderboards/make_shapes.py                 # rewrite leaderboards/shapes.md
+    python leaderboards/make_shapes.py --out /tmp/s.md # check: diff against the committed one
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TITLE = "evalkit leaderboard · shapes (the embedded default benchmark)"
+
+
+def _bucket(sample_id: str, salt: str, n: int) -> int:
+    """A stable pseudo-random choice per sample (same on every machine and Python)."""
+    return int(hashlib.sha256(f"{salt}:{sample_id}".encode()).hexdigest(), 16) % n
+
+
+def replay_answers(style: str) -> list[dict[str, str]]:
+    from evalkit.data.shapes import COLOURS, SHAPES, category_phrase
+    from evalkit.task import get_task
+
+    task = get_task("shapes_cls")
+    samples = task.load_samples(task.resolve_data({}, command="score")).samples
+    colours, shapes = sorted(COLOURS), sorted(SHAPES)
+    rows = []
+    for s in samples:
+        category = str(s.target)
+        answer = category_phrase(category)
+        if category.startswith("house:"):
+            part = category.split(":", 1)[1]
+            if style == "sloppy" and _bucket(s.id, "house", 3) == 0:
+                answer = "house"  # names the object, not the part
+            elif style == "sloppy" and _bucket(s.id, "house", 3) == 1:
+                answer = part
+        else:
+            colour, shape = category.split("_", 1)
+            k = _bucket(s.id, style, 20)
+            if style == "careful" and k < 2:
+                answer = f"{colours[(colours.index(colour) + 1) % len(colours)]} {shape}"
+            elif style == "sloppy" and k < 9:
+                answer = shape
+            elif style == "sloppy" and k < 13:
+                answer = f"{colour} {shapes[(shapes.index(shape) + 1) % len(shapes)]}"
+        rows.append({"id": s.id, "text": answer})
+    return rows
+
+
+def evalkit(*args: str) -> None:
+    """``evalkit ARGS`` through the real CLI entry point (in this process: one model load)."""
+    from evalkit.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(args))
+    if code != 0:
+        raise SystemExit(f"failed ({code}): evalkit {' '.join(args)}")
+
+
+def shapes_tasks() -> list[str]:
+    from evalkit.task import load_card, task_names
+
+    return [n for n in task_names() if n.startswith("shapes_") and not load_card(n)[0].is_group]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "leaderboards" / "shapes.md")
+    parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp dir)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME[:k=v,...]")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory(prefix="evalkit-shapes-") as tmp:
+        work = args.workdir or Path(tmp)
+        if args.model:
+            for spec in args.model:
+                name, _, model_args = spec.partition(":")
+                for task in shapes_tasks():
+                    evalkit(
+                        "run",
+                        "--model",
+                        name,
+                        "--model-args",
+                        model_args,
+                        "--task",
+                        task,
+                        "--output",
+                        str(work / name / task),
+                    )
+        else:
+            for style in ("careful", "sloppy"):
+                name = f"replay-{style}"
+                preds = work / f"{name}.jsonl"
+                preds.parent.mkdir(parents=True, exist_ok=True)
+                preds.write_text("".join(json.dumps(r) + "\n" for r in replay_answers(style)))
+                evalkit(
+                    "score",
+                    "--task",
+                    "shapes_cls",
+                    "--predictions",
+                    str(preds),
+                    "--model-name",
+                    name,
+                    "--output",
+                    str(work / name / "shapes_cls"),
+                )
+        evalkit(
+            "leaderboard",
+            str(work),
+            "--reproducible",
+            "--title",
+            TITLE,
+            "--out",
+            str(args.out.resolve()),
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Acceptance: `evalkit leaderboard` over two models' shapes runs reproduces
+leaderboards/shapes.md byte for byte."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shapes_board_regenerates_byte_for_byte(tmp_path: Path) -> None:
+    out = tmp_path / "shapes.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "leaderboards/make_shapes.py",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "runs"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    committed = (REPO / "leaderboards" / "shapes.md").read_bytes()
+    assert out.read_bytes() == committed
+    # Two models, each with a provenance footnote, and the better one in bold.
+    text = committed.decode()
+    assert text.count("\n[^") == 2 and "| replay-careful [^1] | this run | **" in text
+    # The same command on the same runs, named in another order, gives the same bytes.
+    again = tmp_path / "again.md"
+    runs = sorted(str(p) for p in (tmp_path / "runs").rglob("results.json"))[::-1]
+    title = "evalkit leaderboard · shapes (the embedded default benchmark)"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evalkit",
+            "leaderboard",
+            *runs,
+            "--reproducible",
+            "--title",
+            title,
+            "--out",
+            str(again),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    assert again.read_bytes() == committed
