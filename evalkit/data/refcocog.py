@@ -1,14 +1,14 @@
 """RefCOCOg region captioning: one sample per region, the references are its expressions.
 
-Three layouts, chosen by which data keys are given and what the files hold:
+Three layouts, chosen by the card's data keys (``refcocog_cap``: ``annotations``;
+``refcocog_cap_refer``: ``refs`` + ``instances``) and by what the file holds:
 
 * **Osprey** (``annotations`` = ``finetune_refcocog_val_with_mask.json``, the default): an
   MDETR-style COCO file whose ``images`` are (image, expression) records with a ``caption``
   and whose ``annotations`` carry the region's ``segmentation``. One sample per annotation:
   id = the annotation ``id`` as a string, target = its image record's ``caption`` (one
   reference), exactly what Osprey's ``refcocog_eval.py`` writes as ground truth.
-* **refer toolkit** (``refs`` = ``refs(umd).p`` and ``instances`` = ``instances.json``; when
-  ``refs`` is given it wins over ``annotations``): the refs of ``split`` (default ``val``),
+* **refer toolkit** (``refs`` = ``refs(umd).p`` and ``instances`` = ``instances.json``): the refs of ``split`` (default ``val``),
   id = the ref's ``ann_id`` as a string, references = every expression of the region
   (``sentence_field``: ``sent``, the toolkit's tokenised text, or ``raw``), region = the COCO
   instance's segmentation.
@@ -58,7 +58,7 @@ def _one_or_list(captions: list[str]) -> str | list[str]:
 @register_reader("refcocog_cap")
 def read_refcocog(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
     images = data.get("images")
-    if data.get("refs") is not None or data.get("instances") is not None:
+    if "refs" in data or "instances" in data:
         refs = require_path(data, "refs")
         instances = require_path(data, "instances")
         return read_refer(refs, instances, images, options)
