@@ -1,4 +1,4 @@
-"""Caption metrics: parity with pycocoevalcap, hand-computed values, offline/read-only/Java edge cases."""
+"""Caption metrics: parity with pycocoevalcap, hand-computed values, read-only jars, no Java."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import os
 import random
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from coco_reference import pycocoevalcap_scores
 
 from evalkit.metrics import caption
 from evalkit.metrics.caption import (
@@ -24,41 +24,11 @@ from evalkit.metrics.caption import (
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs Java")
 
 
-@pytest.fixture(scope="module")
-def coco_meteor() -> Iterator[Any]:
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    scorer = Meteor()
-    yield scorer
-    del scorer
-
-
-def pycocoevalcap_scores(refs: dict[str, list[str]], preds: dict[str, str], meteor: Any) -> dict[str, Any]:
-    """What a user of pycocoevalcap computes: PTBTokenizer, then each scorer (x100)."""
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-    tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
-    res = tokenizer.tokenize({k: [{"caption": preds[k]}] for k in refs})
-    m, m_items = meteor.compute_score(gts, res)
-    c, c_items = Cider().compute_score(gts, res)
-    b, b_items = Bleu(4).compute_score(gts, res, verbose=0)
-    r, r_items = Rouge().compute_score(gts, res)
-    keys = list(gts)
-    return {
-        "corpus": {"meteor": m * 100, "cider": c * 100, "bleu4": b[3] * 100, "rouge_l": r * 100},
-        "items": {k: {"meteor": m_items[i] * 100, "cider": c_items[i] * 100,
-                      "bleu4": b_items[3][i] * 100, "rouge_l": r_items[i] * 100}
-                  for i, k in enumerate(keys)},
-        "tokens": {k: res[k][0] for k in keys},
-    }
-
-
-WORDS = ("a the man woman dog cat red blue left right sitting standing table chair small "
-         "large white black person near on in of with").split()
+WORDS = [
+    "a", "the", "man", "woman", "dog", "cat", "red", "blue", "left", "right", "sitting",
+    "standing", "table", "chair", "small", "large", "white", "black", "person", "near", "on",
+    "in", "of", "with",
+]  # fmt: skip
 
 
 def random_corpus(n: int, seed: int = 0) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -72,20 +42,22 @@ def random_corpus(n: int, seed: int = 0) -> tuple[dict[str, list[str]], dict[str
     return refs, preds
 
 
-def test_parity_with_pycocoevalcap_including_edge_cases(coco_meteor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parity_with_pycocoevalcap_including_edge_cases(monkeypatch: pytest.MonkeyPatch) -> None:
     refs, preds = random_corpus(60)
     refs["r0"] = ["A man, on the LEFT.", "the man standing left"]
     refs["r6"] = ["a small white dog sitting on a red chair"]
     refs["r7"] = ["two people walking on a beach"]
-    preds.update({
-        "r6": "a small white dog sitting on a red chair",
-        "r7": "a tall building",
-        "r1": "",  # empty output
-        "r2": "a man : on the left.",  # punctuation tokens are dropped
-        "r3": "st.louis 3.5 ,,, ...",  # dots inside tokens stay
-        "r4": "“quoted” café ||| double  space",  # METEOR's ||| separator and double spaces
-        "r5": "a woman\nsitting",  # newline inside a caption
-    })
+    preds.update(
+        {
+            "r6": "a small white dog sitting on a red chair",
+            "r7": "a tall building",
+            "r1": "",  # empty output
+            "r2": "a man : on the left.",  # punctuation tokens are dropped
+            "r3": "st.louis 3.5 ,,, ...",  # dots inside tokens stay
+            "r4": "“quoted” café ||| double  space",  # METEOR's ||| separator and double spaces
+            "r5": "a woman\nsitting",  # newline inside a caption
+        }
+    )
     launched: list[list[str]] = []
     real_popen = subprocess.Popen
 
@@ -101,8 +73,11 @@ def test_parity_with_pycocoevalcap_including_edge_cases(coco_meteor: Any, monkey
     # one for METEOR, whatever the number of captions.
     java = [" ".join(cmd) for cmd in launched if Path(cmd[0]).name == "java"]
     assert len(java) == 2
-    assert "PTBTokenizer" in java[0] and "meteor-1.5.jar" in java[1]
-    ref = pycocoevalcap_scores(refs, preds, coco_meteor)
+    assert (
+        sum("PTBTokenizer" in c for c in java) == 1
+        and sum("meteor-1.5.jar" in c for c in java) == 1
+    )
+    ref = pycocoevalcap_scores(refs, preds)
     for name, value in ref["corpus"].items():
         assert ours.corpus[name] == pytest.approx(value, abs=1e-9), name
     for key, values in ref["items"].items():
@@ -141,13 +116,16 @@ def test_java_line_breaks_do_not_shift_captions() -> None:
     # would move every later caption one line down.
     captions = ["one\rtwo", "three\u2028four", "five"]
     assert ptb_tokenize(captions) == ["one two", "three four", "five"]
-    scores = score_captions({"a": ["one two"], "b": ["five"]}, {"a": "one\rtwo", "b": "five"},
-                            metrics=("rouge_l",))
+    scores = score_captions(
+        {"a": ["one two"], "b": ["five"]}, {"a": "one\rtwo", "b": "five"}, metrics=("rouge_l",)
+    )
     assert scores.per_item["b"]["rouge_l"] == pytest.approx(100.0)
     assert scores.line_breaks_replaced == 1
 
 
-def test_tokenizer_works_with_a_read_only_jar_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tokenizer_works_with_a_read_only_jar_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = tmp_path / "site-packages" / "tokenizer"
     site.mkdir(parents=True)
     jar = site / ptb_jar().name
@@ -165,7 +143,11 @@ def test_tokenizer_works_with_a_read_only_jar_folder(tmp_path: Path, monkeypatch
         return real_os_open(path, flags, *args, **kw)
 
     def guarded_open(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
-        if isinstance(file, (str, bytes, os.PathLike)) and inside(file) and any(c in mode for c in "wax+"):
+        if (
+            isinstance(file, (str, bytes, os.PathLike))
+            and inside(file)
+            and any(c in mode for c in "wax+")
+        ):
             raise PermissionError(30, "Read-only file system", os.fsdecode(file))
         return real_open(file, mode, *args, **kw)
 
@@ -200,4 +182,9 @@ def test_input_checks() -> None:
         score_captions({"a": []}, {"a": "x"})
     with pytest.raises(ValueError, match="unknown caption metrics"):
         score_captions({"a": ["x"]}, {"a": "x"}, metrics=("spice",))
-    assert score_captions({}, {}).corpus == {"meteor": 0.0, "cider": 0.0, "bleu4": 0.0, "rouge_l": 0.0}
+    assert score_captions({}, {}).corpus == {
+        "meteor": 0.0,
+        "cider": 0.0,
+        "bleu4": 0.0,
+        "rouge_l": 0.0,
+    }

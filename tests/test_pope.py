@@ -27,10 +27,10 @@ def official_evaluate(answers: list[str], labels: list[str]) -> dict[str, float]
         words = first.replace(",", "").split(" ")
         preds.append(0 if ("No" in words or "not" in words or "no" in words) else 1)
     gold = [0 if label == "no" else 1 for label in labels]
-    tp = sum(p == 1 and g == 1 for p, g in zip(preds, gold))
-    fp = sum(p == 1 and g == 0 for p, g in zip(preds, gold))
-    tn = sum(p == 0 and g == 0 for p, g in zip(preds, gold))
-    fn = sum(p == 0 and g == 1 for p, g in zip(preds, gold))
+    tp = sum(p == 1 and g == 1 for p, g in zip(preds, gold, strict=True))
+    fp = sum(p == 1 and g == 0 for p, g in zip(preds, gold, strict=True))
+    tn = sum(p == 0 and g == 0 for p, g in zip(preds, gold, strict=True))
+    fn = sum(p == 0 and g == 1 for p, g in zip(preds, gold, strict=True))
     precision = tp / (tp + fp)
     recall = tp / (tp + fn)
     return {
@@ -60,7 +60,12 @@ def fake_answers(questions: list[dict[str, Any]], seed: int) -> list[str]:
     rng = random.Random(seed)
     out = []
     for q in questions:
-        obj = q["text"].removeprefix("Is there a ").removeprefix("Is there an ").removesuffix(" in the image?")
+        obj = (
+            q["text"]
+            .removeprefix("Is there a ")
+            .removeprefix("Is there an ")
+            .removesuffix(" in the image?")
+        )
         if rng.random() < 0.7:  # mostly right, in varied words
             style = ANSWER_STYLES[0] if q["label"] == "yes" else rng.choice(ANSWER_STYLES[1:3])
         else:
@@ -90,7 +95,13 @@ def test_metrics_by_hand() -> None:
     scores = pope_metrics(["yes", "yes", "no", "yes", "no"], ["yes", "yes", "yes", "no", "no"])
     assert (scores.tp, scores.fn, scores.fp, scores.tn) == (2, 1, 1, 1)
     assert scores.metrics == pytest.approx(
-        {"accuracy": 60.0, "precision": 200 / 3, "recall": 200 / 3, "f1": 200 / 3, "yes_ratio": 60.0}
+        {
+            "accuracy": 60.0,
+            "precision": 200 / 3,
+            "recall": 200 / 3,
+            "f1": 200 / 3,
+            "yes_ratio": 60.0,
+        }
     )
     never_yes = pope_metrics(["no", "no"], ["yes", "no"])
     assert never_yes.metrics["precision"] == 0.0 and never_yes.undefined == ["precision", "f1"]
@@ -104,30 +115,53 @@ def test_fixture_hashes_are_the_current_official_revisions(shared_dir: Path) -> 
         task = get_task(f"pope_{split}")
         read = task.load_samples({"questions": path, "images": None})
         assert len(read.samples) == 3000
-        assert read.notes == [f"{path.name}: sha256 {digest[:12]}…, POPE COCO {KNOWN_REVISIONS[digest]}"]
+        assert read.notes == [
+            f"{path.name}: sha256 {digest[:12]}…, POPE COCO {KNOWN_REVISIONS[digest]}"
+        ]
         labels = [s.target for s in read.samples]
         assert labels.count("yes") == labels.count("no") == 1500
 
 
-def test_score_pope_adversarial_equals_official_in_any_line_order(shared_dir: Path, tmp_path: Path) -> None:
+def test_score_pope_adversarial_equals_official_in_any_line_order(
+    shared_dir: Path, tmp_path: Path
+) -> None:
     path = shared_dir / "fixtures" / "pope" / "coco_pope_adversarial.json"
     questions = read_questions(path)
     answers = fake_answers(questions, seed=0)
     # Osprey's pope_eval.py writes answers lower-cased, in question order; evaluate.py then zips.
     expected = official_evaluate([a.lower() for a in answers], [q["label"] for q in questions])
 
-    lines = [json.dumps({"id": str(q["question_id"]), "text": a}) for q, a in zip(questions, answers)]
+    lines = [
+        json.dumps({"id": str(q["question_id"]), "text": a})
+        for q, a in zip(questions, answers, strict=True)
+    ]
     random.Random(1).shuffle(lines)
     predictions = tmp_path / "answers.jsonl"
     predictions.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    assert main(["score", "--task", "pope_adversarial", "--data", f"questions={path}",
-                 "--predictions", str(predictions), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--task",
+                "pope_adversarial",
+                "--data",
+                f"questions={path}",
+                "--predictions",
+                str(predictions),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["metrics"] == pytest.approx(expected, abs=1e-9)
     assert results["n"] == 3000
     assert sum(results["counts"][k] for k in ("tp", "fp", "tn", "fn")) == 3000
-    assert 60 < results["metrics"]["accuracy"] < 95  # the fake answers are neither trivial nor perfect
+    assert (
+        60 < results["metrics"]["accuracy"] < 95
+    )  # the fake answers are neither trivial nor perfect
     assert any("question_id" in d for d in results["provenance"]["deviations"])
     assert "current official revision" in results["provenance"]["notes"][0]
 
@@ -135,9 +169,24 @@ def test_score_pope_adversarial_equals_official_in_any_line_order(shared_dir: Pa
     # what the official script would print for this (shuffled) answers file.
     shuffled = [json.loads(line)["text"] for line in lines]
     out_ref = tmp_path / "out_ref"
-    assert main(["score", "--task", "pope_adversarial", "--protocol", "reference",
-                 "--data", f"questions={path}", "--predictions", str(predictions),
-                 "--output", str(out_ref)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--task",
+                "pope_adversarial",
+                "--protocol",
+                "reference",
+                "--data",
+                f"questions={path}",
+                "--predictions",
+                str(predictions),
+                "--output",
+                str(out_ref),
+            ]
+        )
+        == 0
+    )
     ref_results = json.loads((out_ref / "results.json").read_text())
     wrong_pairs = official_evaluate([a.lower() for a in shuffled], [q["label"] for q in questions])
     assert ref_results["metrics"] == pytest.approx(wrong_pairs, abs=1e-9)
@@ -146,17 +195,23 @@ def test_score_pope_adversarial_equals_official_in_any_line_order(shared_dir: Pa
 
 def test_llava_variant_prompt_and_case(tmp_path: Path) -> None:
     path = tmp_path / "coco_pope_random.json"
-    path.write_text('{"question_id": 7, "image": "COCO_val2014_000000000042.jpg", '
-                    '"text": "Is there a {dog} in the image?", "label": "no"}\n')
+    path.write_text(
+        '{"question_id": 7, "image": "COCO_val2014_000000000042.jpg", '
+        '"text": "Is there a {dog} in the image?", "label": "no"}\n'
+    )
     task = get_task("pope_random", "llava")
     read = task.load_samples({"questions": path, "images": None})
     (request,) = task.build_requests(read.samples)
     assert request.id == "7"
-    assert request.prompt == ("<image>\nIs there a {dog} in the image?\n"
-                              "Answer the question using a single word or phrase.")
+    assert request.prompt == (
+        "<image>\nIs there a {dog} in the image?\n"
+        "Answer the question using a single word or phrase."
+    )
     assert task.score(read.samples, {"7": "NO"}, {}).metrics["accuracy"] == 0.0  # case kept
     osprey = get_task("pope_random")
-    assert osprey.build_requests(read.samples)[0].prompt == "<image>\nIs there a {dog} in the image?"
+    assert (
+        osprey.build_requests(read.samples)[0].prompt == "<image>\nIs there a {dog} in the image?"
+    )
     assert osprey.score(read.samples, {"7": "NO</s>"}, {}).metrics["accuracy"] == 100.0
 
 
@@ -177,9 +232,33 @@ def test_bad_question_file(tmp_path: Path) -> None:
     from evalkit.errors import DataError
 
     path = tmp_path / "q.json"
-    path.write_text('{"question_id": 1, "image": "a.jpg", "text": "Is there a cat?", "label": "maybe"}\n')
+    path.write_text(
+        '{"question_id": 1, "image": "a.jpg", "text": "Is there a cat?", "label": "maybe"}\n'
+    )
     with pytest.raises(DataError, match=r"q\.json, record line 1: label must be 'yes' or 'no'"):
         get_task("pope_random").load_samples({"questions": path, "images": None})
     path.write_text('{"question_id": 1, "image": "a.jpg", "text": "x", "label": "no"}\n' * 2)
     with pytest.raises(DataError, match="question_id 1 appears twice"):
         get_task("pope_random").load_samples({"questions": path, "images": None})
+
+
+def test_cards_of_this_family_load() -> None:
+    from evalkit.task import expand_group, load_card
+
+    assert expand_group("pope") == ["pope_random", "pope_popular", "pope_adversarial"]
+    for name in (
+        "refcocog_cap",
+        "refcocog_cap_refer",
+        "vg_cap",
+        "shapes_cap",
+        "shapes_pope",
+        "pope_random",
+        "pope_popular",
+        "pope_adversarial",
+    ):
+        card, _, _ = load_card(name)
+        for variant in ("default", *card.variants):
+            task = get_task(name, variant)
+            assert task.prompt.startswith("<image>\n")
+            assert task.prompt.count("<region>") == (1 if name.endswith(("_cap", "_refer")) else 0)
+            assert task.generation["temperature"] == (0.0 if variant != "reference" else 0.2)

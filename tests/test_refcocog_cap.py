@@ -6,11 +6,11 @@ import json
 import pickle
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from coco_reference import coco_meteor
 
 from evalkit.cli import main
 from evalkit.errors import DataError
@@ -39,24 +39,42 @@ def write_osprey_file(path: Path, n: int = 24, seed: int = 0) -> dict[str, Any]:
         h, w = 480, 640
         x, y = rng.randint(0, 300), rng.randint(0, 200)
         polygon = [x, y, x + 120.5, y, x + 120.5, y + 90.0, x, y + 90.0]
-        images.append({
-            "file_name": f"COCO_train2014_{coco_id:012d}.jpg", "height": h, "width": w,
-            "id": 100 + k, "original_img_id": coco_id, "caption": CAPTIONS[k % len(CAPTIONS)],
-            "dataset_name": "refcocog", "tokens_negative": [[0, 3]], "sentence_id": k,
-        })
+        images.append(
+            {
+                "file_name": f"COCO_train2014_{coco_id:012d}.jpg",
+                "height": h,
+                "width": w,
+                "id": 100 + k,
+                "original_img_id": coco_id,
+                "caption": CAPTIONS[k % len(CAPTIONS)],
+                "dataset_name": "refcocog",
+                "tokens_negative": [[0, 3]],
+                "sentence_id": k,
+            }
+        )
         segmentation: Any = [polygon]
         if k % 5 == 4:  # some regions as RLE
             from pycocotools import mask as mask_utils
 
             rle = mask_utils.merge(mask_utils.frPyObjects([polygon], h, w))
             segmentation = {"size": rle["size"], "counts": rle["counts"].decode()}
-        annotations.append({
-            "area": 10845.0, "iscrowd": 0, "image_id": 100 + k, "category_id": 1,
-            "id": 5000 + k, "bbox": [x, y, 120.5, 90.0], "tokens_positive": [[0, 7]],
-            "segmentation": segmentation,
-        })
-    raw = {"images": images, "annotations": annotations,
-           "categories": [{"supercategory": "person", "id": 1, "name": "person"}]}
+        annotations.append(
+            {
+                "area": 10845.0,
+                "iscrowd": 0,
+                "image_id": 100 + k,
+                "category_id": 1,
+                "id": 5000 + k,
+                "bbox": [x, y, 120.5, 90.0],
+                "tokens_positive": [[0, 7]],
+                "segmentation": segmentation,
+            }
+        )
+    raw = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"supercategory": "person", "id": 1, "name": "person"}],
+    }
     path.write_text(json.dumps(raw))
     return raw
 
@@ -99,17 +117,8 @@ def model_outputs(raw: dict[str, Any], seed: int = 1) -> dict[str, str]:
     return outputs
 
 
-@pytest.fixture(scope="module")
-def coco_meteor() -> Iterator[Any]:
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    scorer = Meteor()
-    yield scorer
-    del scorer
-
-
 @needs_java
-def test_score_equals_pycocoevalcap_after_reference_postprocessing(tmp_path: Path, coco_meteor: Any) -> None:
+def test_score_equals_pycocoevalcap_after_reference_postprocessing(tmp_path: Path) -> None:
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
@@ -121,18 +130,32 @@ def test_score_equals_pycocoevalcap_after_reference_postprocessing(tmp_path: Pat
     random.Random(2).shuffle(lines)
     predictions.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    rc = main(["score", "--task", "refcocog_cap", "--data", f"annotations={data}",
-               "--predictions", str(predictions), "--output", str(out)])
+    rc = main(
+        [
+            "score",
+            "--task",
+            "refcocog_cap",
+            "--data",
+            f"annotations={data}",
+            "--predictions",
+            str(predictions),
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
 
     # The ground truth and result files refcocog_eval.py writes, scored with pycocoevalcap.
     captions = {img["id"]: img["caption"] for img in raw["images"]}
     gts = {str(a["id"]): [{"caption": captions[a["image_id"]]}] for a in raw["annotations"]}
-    res = {str(a["id"]): [{"caption": osprey_postprocess(outputs[str(a["id"])])}] for a in raw["annotations"]}
+    res = {
+        str(a["id"]): [{"caption": osprey_postprocess(outputs[str(a["id"])])}]
+        for a in raw["annotations"]
+    }
     tokenizer = PTBTokenizer()
     gts_t, res_t = tokenizer.tokenize(gts), tokenizer.tokenize(res)
-    meteor = coco_meteor.compute_score(gts_t, res_t)[0] * 100
+    meteor = coco_meteor().compute_score(gts_t, res_t)[0] * 100
     cider = Cider().compute_score(gts_t, res_t)[0] * 100
     assert results["metrics"]["meteor"] == pytest.approx(meteor, abs=1e-3)
     assert results["metrics"]["cider"] == pytest.approx(cider, abs=1e-3)
@@ -163,39 +186,85 @@ def test_osprey_layout_samples(tmp_path: Path) -> None:
     assert first.regions[0].kind == "mask" and first.regions[0].area() > 10000
     assert read.samples[4].regions[0].area() == read.samples[4].regions[0].area()  # RLE decodes
     prompts = {r.prompt for r in task.build_requests(read.samples)}
-    assert prompts == {"<image>\n.\nThis provides an overview of the picture.\n"
-                       "Please give me a short description of <region>."}
+    assert prompts == {
+        "<image>\n.\nThis provides an overview of the picture.\n"
+        "Please give me a short description of <region>."
+    }
 
 
 def test_refer_toolkit_layout(tmp_path: Path) -> None:
     refs = [
-        {"ref_id": 1, "ann_id": 11, "image_id": 1, "split": "val", "category_id": 1,
-         "file_name": "COCO_train2014_000000000001_11.jpg", "sent_ids": [1, 2],
-         "sentences": [{"sent_id": 1, "sent": "a man in red", "raw": "A man in red.", "tokens": []},
-                       {"sent_id": 2, "sent": "the left man", "raw": "The left man", "tokens": []}]},
-        {"ref_id": 2, "ann_id": 12, "image_id": 1, "split": "train", "category_id": 1,
-         "file_name": "x", "sent_ids": [3], "sentences": [{"sent_id": 3, "sent": "train only", "raw": "", "tokens": []}]},
-        {"ref_id": 3, "ann_id": 13, "image_id": 2, "split": "val", "category_id": 2,
-         "file_name": "y", "sent_ids": [4], "sentences": [{"sent_id": 4, "sent": "a dog", "raw": "A dog", "tokens": []}]},
+        {
+            "ref_id": 1,
+            "ann_id": 11,
+            "image_id": 1,
+            "split": "val",
+            "category_id": 1,
+            "file_name": "COCO_train2014_000000000001_11.jpg",
+            "sent_ids": [1, 2],
+            "sentences": [
+                {"sent_id": 1, "sent": "a man in red", "raw": "A man in red.", "tokens": []},
+                {"sent_id": 2, "sent": "the left man", "raw": "The left man", "tokens": []},
+            ],
+        },
+        {
+            "ref_id": 2,
+            "ann_id": 12,
+            "image_id": 1,
+            "split": "train",
+            "category_id": 1,
+            "file_name": "x",
+            "sent_ids": [3],
+            "sentences": [{"sent_id": 3, "sent": "train only", "raw": "", "tokens": []}],
+        },
+        {
+            "ref_id": 3,
+            "ann_id": 13,
+            "image_id": 2,
+            "split": "val",
+            "category_id": 2,
+            "file_name": "y",
+            "sent_ids": [4],
+            "sentences": [{"sent_id": 4, "sent": "a dog", "raw": "A dog", "tokens": []}],
+        },
     ]
     refs_path = tmp_path / "refs(umd).p"
     refs_path.write_bytes(pickle.dumps(refs, protocol=2))
     instances = {
-        "images": [{"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "height": 100, "width": 120},
-                   {"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "height": 50, "width": 60}],
+        "images": [
+            {"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "height": 100, "width": 120},
+            {"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "height": 50, "width": 60},
+        ],
         "annotations": [
-            {"id": 11, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10],
-             "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
-            {"id": 12, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5],
-             "segmentation": [[0, 0, 5, 0, 5, 5, 0, 5]]},
-            {"id": 13, "image_id": 2, "category_id": 2, "bbox": [1, 1, 4, 4],
-             "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]},
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 10, 10],
+                "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            },
+            {
+                "id": 12,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 5, 5],
+                "segmentation": [[0, 0, 5, 0, 5, 5, 0, 5]],
+            },
+            {
+                "id": 13,
+                "image_id": 2,
+                "category_id": 2,
+                "bbox": [1, 1, 4, 4],
+                "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]],
+            },
         ],
     }
     instances_path = tmp_path / "instances.json"
     instances_path.write_text(json.dumps(instances))
     task = get_task("refcocog_cap_refer")
-    data = task.resolve_data({"refs": str(refs_path), "instances": str(instances_path)}, command="score")
+    data = task.resolve_data(
+        {"refs": str(refs_path), "instances": str(instances_path)}, command="score"
+    )
     read = task.load_samples(data)
     assert [s.id for s in read.samples] == ["11", "13"]  # split val only
     assert read.samples[0].target == ["a man in red", "the left man"]
@@ -230,8 +299,10 @@ def test_bad_input_names_file_and_record(tmp_path: Path) -> None:
     raw["annotations"][1]["image_id"] = 999
     data.write_text(json.dumps(raw))
     task = get_task("refcocog_cap")
-    with pytest.raises(DataError, match=r"bad\.json, record annotations\[1\] \(id 5001\): unknown image_id 999"):
+    with pytest.raises(
+        DataError, match=r"bad\.json, record annotations\[1\] \(id 5001\): unknown image_id 999"
+    ):
         task.load_samples({"annotations": data, "images": None})
     data.write_text(json.dumps([1, 2]))
-    with pytest.raises(DataError, match="expected Osprey's finetune_refcocog_val_with_mask.json"):
+    with pytest.raises(DataError, match=r"expected Osprey's finetune_refcocog_val_with_mask\.json"):
         task.load_samples({"annotations": data, "images": None})

@@ -42,7 +42,11 @@ def test_hidden_objects_are_asked_neither_way() -> None:
         "objects": [
             {"id": 1, "shape": "circle", "colour": "red"},
             {"id": 2, "shape": "star", "colour": "blue"},  # hidden behind the house
-            {"shape": "house", "colour": None, "parts": [{"id": 3, "part": "wall"}, {"id": 4, "part": "roof"}]},
+            {
+                "shape": "house",
+                "colour": None,
+                "parts": [{"id": 3, "part": "wall"}, {"id": 4, "part": "roof"}],
+            },
         ],
         "visible": {"1": 500, "2": 10, "3": 30, "4": 30},
     }
@@ -65,8 +69,22 @@ def test_shapes_pope_run_with_replay(tmp_path: Path) -> None:
             truth = "Yes, there is." if s.target == "yes" else "No, there is not."
             fh.write(json.dumps({"id": s.id, "text": truth if k % 10 else "Yes"}) + "\n")
     out = tmp_path / "run"
-    assert main(["run", "--model", "replay", "--model-args", f"path={answers}",
-                 "--task", "shapes_pope", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "replay",
+                "--model-args",
+                f"path={answers}",
+                "--task",
+                "shapes_pope",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     n = len(samples)
     wrong = sum(1 for k, s in enumerate(samples) if k % 10 == 0 and s.target == "no")
@@ -85,8 +103,10 @@ def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
     assert first.id == "val_00000#0"
     assert first.target == region_captions(first.meta["category"])
     (request,) = task.build_requests([first])
-    assert request.prompt == ("<image>\nThis provides an overview of the picture.\n"
-                              "Please give me a short description of <region>.")
+    assert request.prompt == (
+        "<image>\nThis provides an overview of the picture.\n"
+        "Please give me a short description of <region>."
+    )
     assert first.regions[0].kind == "mask"
 
     answers = tmp_path / "answers.jsonl"
@@ -95,8 +115,22 @@ def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
             text = s.target[0] if k % 4 else "a green house"  # the canonical caption, mostly
             fh.write(json.dumps({"id": s.id, "text": text}) + "\n")
     out = tmp_path / "run"
-    assert main(["run", "--model", "replay", "--model-args", f"path={answers}",
-                 "--task", "shapes_cap", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "replay",
+                "--model-args",
+                f"path={answers}",
+                "--task",
+                "shapes_cap",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["n"] == len(samples)
     assert results["counts"]["references"] == 3 * len(samples)
@@ -104,6 +138,12 @@ def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
     assert results["metrics"]["cider"] > 100
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     right = [r for k, r in enumerate(rows) if k % 4]
-    assert all(r["rouge_l"] == pytest.approx(100.0) and r["bleu4"] > 99 for r in right if len(r["tokens"].split()) >= 4)
+    assert all(
+        r["rouge_l"] == pytest.approx(100.0) and r["bleu4"] > 99
+        for r in right
+        if len(r["tokens"].split()) >= 4
+    )
     assert all(r["meteor"] > 50 for r in right)
-    assert max(r["meteor"] for k, r in enumerate(rows) if k % 4 == 0) < min(r["meteor"] for r in right)
+    assert max(r["meteor"] for k, r in enumerate(rows) if k % 4 == 0) < min(
+        r["meteor"] for r in right
+    )

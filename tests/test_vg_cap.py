@@ -1,4 +1,4 @@
-"""vg_cap: Visual Genome region descriptions in their real layout, test ids in every accepted form."""
+"""vg_cap: Visual Genome region descriptions in their real layout, every test-id form."""
 
 from __future__ import annotations
 
@@ -16,28 +16,98 @@ from evalkit.task import get_task
 
 def write_vg(root: Path) -> dict[str, Path]:
     image_data = [
-        {"width": 800, "url": "https://cs.stanford.edu/people/rak248/VG_100K_2/1.jpg", "height": 600,
-         "image_id": 1, "coco_id": None, "flickr_id": None},
-        {"width": 500, "url": "https://cs.stanford.edu/people/rak248/VG_100K/2.jpg", "height": 333,
-         "image_id": 2, "coco_id": 9, "flickr_id": None},
-        {"width": 640, "url": "https://cs.stanford.edu/people/rak248/VG_100K/3.jpg", "height": 480,
-         "image_id": 3, "coco_id": None, "flickr_id": None},
+        {
+            "width": 800,
+            "url": "https://cs.stanford.edu/people/rak248/VG_100K_2/1.jpg",
+            "height": 600,
+            "image_id": 1,
+            "coco_id": None,
+            "flickr_id": None,
+        },
+        {
+            "width": 500,
+            "url": "https://cs.stanford.edu/people/rak248/VG_100K/2.jpg",
+            "height": 333,
+            "image_id": 2,
+            "coco_id": 9,
+            "flickr_id": None,
+        },
+        {
+            "width": 640,
+            "url": "https://cs.stanford.edu/people/rak248/VG_100K/3.jpg",
+            "height": 480,
+            "image_id": 3,
+            "coco_id": None,
+            "flickr_id": None,
+        },
     ]
     regions = [
-        {"id": 1, "regions": [
-            {"region_id": 1382, "width": 82, "height": 139, "image_id": 1, "phrase": "the clock is green in colour", "y": 57, "x": 421},
-            {"region_id": 1383, "width": 182, "height": 109, "image_id": 1, "phrase": "shade is along the street ", "y": 372, "x": 700},
-            {"region_id": 1384, "width": 0, "height": 30, "image_id": 1, "phrase": "an empty box", "y": 10, "x": 10},
-        ]},
-        {"id": 2, "regions": [
-            {"region_id": 2001, "width": 50, "height": 40, "image_id": 2, "phrase": "man wearing a hat", "y": 20, "x": 30},
-        ]},
-        {"id": 3, "regions": [
-            {"region_id": 3001, "width": 10, "height": 10, "image_id": 3, "phrase": "not a test image", "y": 0, "x": 0},
-        ]},
+        {
+            "id": 1,
+            "regions": [
+                {
+                    "region_id": 1382,
+                    "width": 82,
+                    "height": 139,
+                    "image_id": 1,
+                    "phrase": "the clock is green in colour",
+                    "y": 57,
+                    "x": 421,
+                },
+                {
+                    "region_id": 1383,
+                    "width": 182,
+                    "height": 109,
+                    "image_id": 1,
+                    "phrase": "shade is along the street ",
+                    "y": 372,
+                    "x": 700,
+                },
+                {
+                    "region_id": 1384,
+                    "width": 0,
+                    "height": 30,
+                    "image_id": 1,
+                    "phrase": "an empty box",
+                    "y": 10,
+                    "x": 10,
+                },
+            ],
+        },
+        {
+            "id": 2,
+            "regions": [
+                {
+                    "region_id": 2001,
+                    "width": 50,
+                    "height": 40,
+                    "image_id": 2,
+                    "phrase": "man wearing a hat",
+                    "y": 20,
+                    "x": 30,
+                },
+            ],
+        },
+        {
+            "id": 3,
+            "regions": [
+                {
+                    "region_id": 3001,
+                    "width": 10,
+                    "height": 10,
+                    "image_id": 3,
+                    "phrase": "not a test image",
+                    "y": 0,
+                    "x": 0,
+                },
+            ],
+        },
     ]
-    paths = {"regions": root / "region_descriptions.json", "image_data": root / "image_data.json",
-             "test_ids": root / "densecap_splits.json"}
+    paths = {
+        "regions": root / "region_descriptions.json",
+        "image_data": root / "image_data.json",
+        "test_ids": root / "densecap_splits.json",
+    }
     paths["regions"].write_text(json.dumps(regions))
     paths["image_data"].write_text(json.dumps(image_data))
     paths["test_ids"].write_text(json.dumps({"train": [3], "val": [], "test": [1, 2, 4]}))
@@ -83,9 +153,12 @@ def test_vg_score(tmp_path: Path) -> None:
     paths = write_vg(tmp_path)
     predictions = tmp_path / "p.jsonl"
     predictions.write_text(
-        json.dumps({"id": "1/1382", "text": "The clock is green in colour."}) + "\n"
-        + json.dumps({"id": "2/2001", "text": "Answer: man wearing a hat"}) + "\n"
-        + json.dumps({"id": "1/1383", "text": "a cat"}) + "\n"
+        json.dumps({"id": "1/1382", "text": "The clock is green in colour."})
+        + "\n"
+        + json.dumps({"id": "2/2001", "text": "Answer: man wearing a hat"})
+        + "\n"
+        + json.dumps({"id": "1/1383", "text": "a cat"})
+        + "\n"
     )
     out = tmp_path / "out"
     args = ["score", "--task", "vg_cap", "--predictions", str(predictions), "--output", str(out)]

@@ -22,28 +22,74 @@ from evalkit.data.refcocog import coco_image_path
 from evalkit.errors import DataError
 from evalkit.records import Sample
 
-# sha256 of every revision of the COCO question files in RUCAIBox/POPE's git history.
+# Every revision of the COCO question files in RUCAIBox/POPE's git history:
+# (split, revision, questions, sha256 of the file).
+_ORIGINAL = "original revision (2023-05-31, restored 2023-08-10"
+_REVISIONS: tuple[tuple[str, str, int, str], ...] = (
+    (
+        "random",
+        "current official revision (2023-10-09",
+        3000,
+        "ac25245170b975a5bdf9080b23fd431dfe6be458bc038259c1f4f09a6bef7994",
+    ),
+    (
+        "random",
+        "revision of 2023-08-04 (",
+        3000,
+        "cb8dec967727fbee4b9cfadf9ba1ea9968515b12063efd313d0cf8b2b4230c86",
+    ),
+    (
+        "random",
+        f"{_ORIGINAL}; the one LLaVA-1.5 used",
+        2910,
+        "c16b65d2df6d70bb0814c8a4375833d39cdb09928fd936d3fc546491efa37f35",
+    ),
+    (
+        "popular",
+        "current official revision (2023-10-09",
+        3000,
+        "72c1a8ad45d0c13514f5f22598261df41d3b533854d29682e924db50ed8aa753",
+    ),
+    (
+        "popular",
+        "revision of 2023-08-04 (",
+        3000,
+        "eafca6ceff32c7bbb5b2845a00c6828ec8cbaf5e04f890d6902dc46b92f96076",
+    ),
+    (
+        "popular",
+        _ORIGINAL,
+        3000,
+        "5b16653023bf4f64d57eb0d168259de6627f5cde7538b85ebed3cc33034aa6cc",
+    ),
+    (
+        "adversarial",
+        "current official revision (2023-11-16",
+        3000,
+        "420b3407db1fa9f1187a805dca41cb7b97fd91504e6c2179706188c107fb8ef8",
+    ),
+    (
+        "adversarial",
+        "revision of 2023-10-09 (",
+        3000,
+        "207273ac3b7fdd04df206c6809b77a4e7f60360a730ade6b7e32804e8dd5602f",
+    ),
+    (
+        "adversarial",
+        "revision of 2023-08-04 (",
+        3000,
+        "412efc6fe25eb2604f2386d536bcf713dc88327cb20c36489b1f689f89617d04",
+    ),
+    (
+        "adversarial",
+        _ORIGINAL,
+        3000,
+        "1d8f0906a9b50c05640f6f23abfac97523be2a1bed28f7eadc63b811699b2d26",
+    ),
+)
 KNOWN_REVISIONS: dict[str, str] = {
-    "ac25245170b975a5bdf9080b23fd431dfe6be458bc038259c1f4f09a6bef7994":
-        "random, current official revision (2023-10-09, 3,000 questions)",
-    "cb8dec967727fbee4b9cfadf9ba1ea9968515b12063efd313d0cf8b2b4230c86":
-        "random, revision of 2023-08-04 (3,000 questions)",
-    "c16b65d2df6d70bb0814c8a4375833d39cdb09928fd936d3fc546491efa37f35":
-        "random, original revision (2023-05-31, restored 2023-08-10; 2,910 questions, the one LLaVA-1.5 used)",
-    "72c1a8ad45d0c13514f5f22598261df41d3b533854d29682e924db50ed8aa753":
-        "popular, current official revision (2023-10-09, 3,000 questions)",
-    "eafca6ceff32c7bbb5b2845a00c6828ec8cbaf5e04f890d6902dc46b92f96076":
-        "popular, revision of 2023-08-04 (3,000 questions)",
-    "5b16653023bf4f64d57eb0d168259de6627f5cde7538b85ebed3cc33034aa6cc":
-        "popular, original revision (2023-05-31, restored 2023-08-10; 3,000 questions)",
-    "420b3407db1fa9f1187a805dca41cb7b97fd91504e6c2179706188c107fb8ef8":
-        "adversarial, current official revision (2023-11-16, 3,000 questions)",
-    "207273ac3b7fdd04df206c6809b77a4e7f60360a730ade6b7e32804e8dd5602f":
-        "adversarial, revision of 2023-10-09 (3,000 questions)",
-    "412efc6fe25eb2604f2386d536bcf713dc88327cb20c36489b1f689f89617d04":
-        "adversarial, revision of 2023-08-04 (3,000 questions)",
-    "1d8f0906a9b50c05640f6f23abfac97523be2a1bed28f7eadc63b811699b2d26":
-        "adversarial, original revision (2023-05-31, restored 2023-08-10; 3,000 questions)",
+    digest: f"{split}, {revision}{'' if revision.endswith('(') else ', '}{n:,} questions)"
+    for split, revision, n, digest in _REVISIONS
 }
 LABELS = ("yes", "no")
 
@@ -58,10 +104,14 @@ def revision_note(path: Path, digest: str, n_questions: int, split: str | None =
         return note
     hint = ""
     if n_questions == 2910:
-        hint = (" Its 2,910 questions suggest the older random split LLaVA used, but the bytes "
-                "differ from that revision (re-serialised or edited?).")
-    return (f"WARNING: {path.name} (sha256 {digest}) is none of the known POPE COCO question-file "
-            f"revisions; numbers may not be comparable with published ones.{hint}")
+        hint = (
+            " Its 2,910 questions suggest the older random split LLaVA used, but the bytes "
+            "differ from that revision (re-serialised or edited?)."
+        )
+    return (
+        f"WARNING: {path.name} (sha256 {digest}) is none of the known POPE COCO question-file "
+        f"revisions; numbers may not be comparable with published ones.{hint}"
+    )
 
 
 def read_questions(path: Path, images: Path | None) -> list[Sample]:

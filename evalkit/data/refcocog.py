@@ -8,7 +8,8 @@ Three layouts, chosen by the card's data keys (``refcocog_cap``: ``annotations``
   and whose ``annotations`` carry the region's ``segmentation``. One sample per annotation:
   id = the annotation ``id`` as a string, target = its image record's ``caption`` (one
   reference), exactly what Osprey's ``refcocog_eval.py`` writes as ground truth.
-* **refer toolkit** (``refs`` = ``refs(umd).p`` and ``instances`` = ``instances.json``): the refs of ``split`` (default ``val``),
+* **refer toolkit** (``refs`` = ``refs(umd).p`` and ``instances`` = ``instances.json``): the
+  refs of ``split`` (default ``val``),
   id = the ref's ``ann_id`` as a string, references = every expression of the region
   (``sentence_field``: ``sent``, the toolkit's tokenised text, or ``raw``), region = the COCO
   instance's segmentation.
@@ -66,12 +67,24 @@ def read_refcocog(data: Mapping[str, Path | None], options: Mapping[str, Any]) -
     raw = load_json(path)
     if isinstance(raw, dict) and {"images", "annotations"} <= raw.keys():
         samples = read_osprey_captions(path, raw, images)
-        return ReadResult(samples, [path], [f"{path.name}: Osprey layout, {len(samples)} regions, "
-                                            "one reference each (the image record's caption)"])
+        return ReadResult(
+            samples,
+            [path],
+            [
+                f"{path.name}: Osprey layout, {len(samples)} regions, "
+                "one reference each (the image record's caption)"
+            ],
+        )
     if isinstance(raw, dict) and raw and all(isinstance(v, list) for v in raw.values()):
         samples = read_caption_dict(path, raw)
-        return ReadResult(samples, [path], [f"{path.name}: COCO-caption dict, {len(samples)} "
-                                            "items, references only (no regions: score, not run)"])
+        return ReadResult(
+            samples,
+            [path],
+            [
+                f"{path.name}: COCO-caption dict, {len(samples)} "
+                "items, references only (no regions: score, not run)"
+            ],
+        )
     raise DataError(
         path,
         "expected Osprey's finetune_refcocog_val_with_mask.json (an object with 'images' and "
@@ -84,10 +97,15 @@ def read_osprey_captions(path: Path, raw: dict[str, Any], images: Path | None) -
     records: dict[Any, dict[str, Any]] = {}
     for k, img in enumerate(raw["images"]):
         where = f"images[{k}]"
-        if not isinstance(img, dict) or not {"id", "file_name", "height", "width", "caption"} <= img.keys():
+        if (
+            not isinstance(img, dict)
+            or not {"id", "file_name", "height", "width", "caption"} <= img.keys()
+        ):
             raise DataError(path, "image record needs id, file_name, height, width, caption", where)
         if not isinstance(img["caption"], str):
-            raise DataError(path, "image record 'caption' is not a string", f"{where} (id {img['id']})")
+            raise DataError(
+                path, "image record 'caption' is not a string", f"{where} (id {img['id']})"
+            )
         records[img["id"]] = img
     samples: list[Sample] = []
     for k, ann in enumerate(raw["annotations"]):
@@ -99,7 +117,9 @@ def read_osprey_captions(path: Path, raw: dict[str, Any], images: Path | None) -
         if img is None:
             raise DataError(path, f"unknown image_id {ann['image_id']}", where)
         try:
-            region = Region.from_segmentation(ann["segmentation"], int(img["height"]), int(img["width"]))
+            region = Region.from_segmentation(
+                ann["segmentation"], int(img["height"]), int(img["width"])
+            )
         except RegionError as exc:
             raise DataError(path, f"invalid segmentation: {exc}", where) from exc
         samples.append(
@@ -157,14 +177,17 @@ def load_refs(path: Path) -> list[dict[str, Any]]:
     return refs
 
 
-def read_refer(refs_path: Path, instances_path: Path, images: Path | None,
-               options: Mapping[str, Any]) -> ReadResult:
+def read_refer(
+    refs_path: Path, instances_path: Path, images: Path | None, options: Mapping[str, Any]
+) -> ReadResult:
     split = str(options.get("split", "val"))
     field = str(options.get("sentence_field", "sent"))
     refs = load_refs(refs_path)
     instances = load_json(instances_path)
     if not isinstance(instances, dict) or not {"images", "annotations"} <= instances.keys():
-        raise DataError(instances_path, "expected COCO-style instances with 'images' and 'annotations'")
+        raise DataError(
+            instances_path, "expected COCO-style instances with 'images' and 'annotations'"
+        )
     image_info = {img["id"]: img for img in instances["images"]}
     anns = {ann["id"]: ann for ann in instances["annotations"]}
     by_ann: dict[int, list[str]] = {}
@@ -178,10 +201,16 @@ def read_refer(refs_path: Path, instances_path: Path, images: Path | None,
         sentences = []
         for s in ref["sentences"]:
             if not isinstance(s, dict) or not isinstance(s.get(field), str):
-                raise DataError(refs_path, f"sentence without a string {field!r}", f"{where} (ref_id {ref.get('ref_id')})")
+                raise DataError(
+                    refs_path,
+                    f"sentence without a string {field!r}",
+                    f"{where} (ref_id {ref.get('ref_id')})",
+                )
             sentences.append(s[field])
         if not sentences:
-            raise DataError(refs_path, "ref has no sentences", f"{where} (ref_id {ref.get('ref_id')})")
+            raise DataError(
+                refs_path, "ref has no sentences", f"{where} (ref_id {ref.get('ref_id')})"
+            )
         if ref["ann_id"] not in by_ann:
             order.append(ref["ann_id"])
             by_ann[ref["ann_id"]] = []
@@ -195,11 +224,17 @@ def read_refer(refs_path: Path, instances_path: Path, images: Path | None,
             raise DataError(instances_path, f"annotation {ann_id} of a {split} ref is missing")
         img = image_info.get(ann["image_id"])
         if img is None:
-            raise DataError(instances_path, f"unknown image_id {ann['image_id']}", f"annotation {ann_id}")
+            raise DataError(
+                instances_path, f"unknown image_id {ann['image_id']}", f"annotation {ann_id}"
+            )
         try:
-            region = Region.from_segmentation(ann["segmentation"], int(img["height"]), int(img["width"]))
+            region = Region.from_segmentation(
+                ann["segmentation"], int(img["height"]), int(img["width"])
+            )
         except RegionError as exc:
-            raise DataError(instances_path, f"invalid segmentation: {exc}", f"annotation {ann_id}") from exc
+            raise DataError(
+                instances_path, f"invalid segmentation: {exc}", f"annotation {ann_id}"
+            ) from exc
         samples.append(
             Sample(
                 id=str(ann_id),
@@ -211,6 +246,8 @@ def read_refer(refs_path: Path, instances_path: Path, images: Path | None,
             )
         )
     n_refs = sum(len(v) for v in by_ann.values())
-    note = (f"{refs_path.name} + {instances_path.name}: refer toolkit, split {split}, "
-            f"{len(samples)} regions, {n_refs} expressions ({field!r}) as references")
+    note = (
+        f"{refs_path.name} + {instances_path.name}: refer toolkit, split {split}, "
+        f"{len(samples)} regions, {n_refs} expressions ({field!r}) as references"
+    )
     return ReadResult(samples, [refs_path, instances_path], [note])

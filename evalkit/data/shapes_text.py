@@ -24,7 +24,13 @@ from typing import Any
 
 from evalkit.data import ReadResult, load_json, register_reader
 from evalkit.data.osprey_json import read_osprey_subset
-from evalkit.data.shapes import VERSION, all_object_names, ensure_shapes, object_names, region_captions
+from evalkit.data.shapes import (
+    VERSION,
+    all_object_names,
+    ensure_shapes,
+    object_names,
+    region_captions,
+)
 from evalkit.errors import DataError
 from evalkit.records import Sample
 
@@ -32,7 +38,9 @@ MIN_VISIBLE = 40  # pixels; the threshold shapes.write_split uses for cls.json r
 POPE_QUESTION = "Is there a {name} in the image?"
 
 
-def _split_files(data: Mapping[str, Path | None], key: str, options: Mapping[str, Any]) -> tuple[str, Path, Path | None]:
+def _split_files(
+    data: Mapping[str, Path | None], key: str, options: Mapping[str, Any]
+) -> tuple[str, Path, Path | None]:
     split = str(options.get("split", "val"))
     path = data.get(key)
     images = data.get("images")
@@ -51,11 +59,15 @@ def read_shapes_cap(data: Mapping[str, Path | None], options: Mapping[str, Any])
         category = str(sample.target)
         sample.meta["category"] = category
         sample.target = region_captions(category)
-    note = f"shapes v{VERSION} {split}: {len(samples)} regions, references = region_captions(category)"
+    note = (
+        f"shapes v{VERSION} {split}: {len(samples)} regions, references = region_captions(category)"
+    )
     return ReadResult(samples, [path], [note])
 
 
-def visible_object_names(scene: dict[str, Any], min_visible: int = MIN_VISIBLE) -> tuple[list[str], set[str]]:
+def visible_object_names(
+    scene: dict[str, Any], min_visible: int = MIN_VISIBLE
+) -> tuple[list[str], set[str]]:
     """(names of objects visible enough to ask about, names of every object drawn)."""
     visible_px = {int(k): int(v) for k, v in scene.get("visible", {}).items()}
     shown: list[str] = []
@@ -68,13 +80,17 @@ def visible_object_names(scene: dict[str, Any], min_visible: int = MIN_VISIBLE) 
     return shown, drawn
 
 
-def pope_questions(scene: dict[str, Any], seed: int = 0, max_per_scene: int = 3) -> list[tuple[str, str]]:
+def pope_questions(
+    scene: dict[str, Any], seed: int = 0, max_per_scene: int = 3
+) -> list[tuple[str, str]]:
     """Balanced (object name, ``yes``/``no``) pairs for one scene, seeded by its file name."""
     rng = random.Random(f"shapes-pope:{seed}:{scene['file_name']}")
     present, drawn = visible_object_names(scene)
     absent = [n for n in all_object_names() if n not in drawn]
     k = min(len(present), len(absent), max_per_scene)
-    pairs = [(n, "yes") for n in rng.sample(present, k)] + [(n, "no") for n in rng.sample(absent, k)]
+    pairs = [(n, "yes") for n in rng.sample(present, k)] + [
+        (n, "no") for n in rng.sample(absent, k)
+    ]
     rng.shuffle(pairs)
     return pairs
 
@@ -105,6 +121,8 @@ def read_shapes_pope(data: Mapping[str, Path | None], options: Mapping[str, Any]
                 )
             )
     n_yes = sum(1 for s in samples if s.target == "yes")
-    note = (f"shapes v{VERSION} {split}: {len(samples)} questions ({n_yes} yes), at most "
-            f"{max_per_scene} + {max_per_scene} per scene, seed {seed}")
+    note = (
+        f"shapes v{VERSION} {split}: {len(samples)} questions ({n_yes} yes), at most "
+        f"{max_per_scene} + {max_per_scene} per scene, seed {seed}"
+    )
     return ReadResult(samples, [path], [note])

@@ -12,9 +12,10 @@ and protocol, so the numbers are pycocoevalcap's to the last digit (tests check 
 * PTB tokenizer: pycocoevalcap writes its input file *beside the jar* (site-packages), which
   fails when site-packages is read-only; here the file goes to a private temporary folder and
   the jar is referenced by absolute path. References and predictions share one JVM.
-* METEOR: the same ``meteor-1.5.jar - - -stdio -l en -norm`` process and line protocol, but
-  all ``SCORE`` lines are written from a thread while the answers are read, instead of one
-  round trip per caption (same output, several times faster). One JVM per scoring call.
+* METEOR: the same ``meteor-1.5.jar - - -stdio -l en -norm`` process and line protocol. One
+  JVM per scoring call, started first so that loading its paraphrase table (most of its
+  time) overlaps the tokenizer and the Python metrics; all ``SCORE`` lines are written from a
+  thread while the answers are read, instead of one round trip per caption (same output).
 * Characters Java treats as line breaks (``\\r``, ``\\v``, ``\\f``, U+2028, U+2029) would shift
   every later caption onto the wrong image in pycocoevalcap (it only replaces ``\\n``); they
   become spaces here, and :func:`score_captions` reports how many captions had them.
@@ -38,7 +39,25 @@ PTB_JAR = "stanford-corenlp-3.4.1.jar"
 METEOR_JAR = "meteor-1.5.jar"
 # pycocoevalcap's tokenizer drops these tokens after tokenising.
 PUNCTUATIONS = frozenset(
-    ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"]
+    [
+        "''",
+        "'",
+        "``",
+        "`",
+        "-LRB-",
+        "-RRB-",
+        "-LCB-",
+        "-RCB-",
+        ".",
+        "?",
+        "!",
+        ",",
+        ":",
+        "-",
+        "--",
+        "...",
+        ";",
+    ]
 )
 # Characters the Java tokenizer ends a line at, besides "\n" (checked against the jar).
 JAVA_LINE_BREAKS = ("\r", "\x0b", "\x0c", "\u2028", "\u2029")
@@ -55,7 +74,9 @@ class CaptionScorerError(EvalkitError):
 
 @dataclass
 class CaptionScores:
-    corpus: dict[str, float]  # metric -> corpus score x100 (METEOR/CIDEr/BLEU as the toolkit defines)
+    corpus: dict[
+        str, float
+    ]  # metric -> corpus score x100 (METEOR/CIDEr/BLEU as the toolkit defines)
     per_item: dict[str, dict[str, float]]  # item id -> metric -> score x100
     tokenized_predictions: dict[str, str] = field(default_factory=dict)
     line_breaks_replaced: int = 0  # captions that held a Java line-break character
@@ -83,7 +104,9 @@ def _package_file(subpackage: str, name: str) -> Path:
 
         module = importlib.import_module(f"pycocoevalcap.{subpackage}")
     except ModuleNotFoundError as exc:
-        raise EvalkitError("caption metrics need pycocoevalcap (`pip install pycocoevalcap`)") from exc
+        raise EvalkitError(
+            "caption metrics need pycocoevalcap (`pip install pycocoevalcap`)"
+        ) from exc
     path = Path(next(iter(module.__path__))) / name
     if not path.is_file():
         raise EvalkitError(f"pycocoevalcap is installed but {path} is missing")
@@ -133,12 +156,20 @@ def ptb_tokenize(captions: Sequence[str], jar: Path | None = None) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="evalkit-ptb-") as tmp:
         source = Path(tmp) / "captions.txt"
         source.write_bytes("\n".join(lines).encode("utf-8"))
-        cmd = [java, "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer",
-               "-preserveLines", "-lowerCase", source.name]
+        cmd = [
+            java,
+            "-cp",
+            str(jar),
+            "edu.stanford.nlp.process.PTBTokenizer",
+            "-preserveLines",
+            "-lowerCase",
+            source.name,
+        ]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, check=False)
     if proc.returncode != 0:
         raise CaptionScorerError(
-            f"PTB tokenizer failed (exit {proc.returncode}): {proc.stderr.decode('utf-8', 'replace')[-800:]}"
+            f"PTB tokenizer failed (exit {proc.returncode}): "
+            + proc.stderr.decode("utf-8", "replace")[-800:]
         )
     out_lines = proc.stdout.decode("utf-8").split("\n")
     if len(out_lines) < len(lines):
@@ -158,55 +189,95 @@ def _score_line(hypothesis: str, references: Sequence[str]) -> str:
     return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis))
 
 
-def meteor_scores(
-    references: Sequence[Sequence[str]], hypotheses: Sequence[str], jar: Path | None = None
-) -> tuple[float, list[float]]:
-    """METEOR 1.5 corpus score and per-item scores (0..1), one JVM for all items."""
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} reference sets")
-    if not hypotheses:
-        return 0.0, []
-    jar = (jar or meteor_jar()).resolve()
-    cmd = [java_executable(), "-jar", "-Xmx2G", str(jar), "-", "-", "-stdio", "-l", "en", "-norm"]
-    proc = subprocess.Popen(cmd, cwd=str(jar.parent), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    stdin, stdout = proc.stdin, proc.stdout
-    write_error: list[BaseException] = []
+class MeteorProcess:
+    """One METEOR 1.5 JVM (``-stdio -l en -norm``, as pycocoevalcap runs it).
 
-    def feed() -> None:
-        try:
-            for hyp, refs in zip(hypotheses, references, strict=True):
-                stdin.write((_score_line(hyp, refs) + "\n").encode("utf-8"))
-            stdin.flush()
-        except (OSError, ValueError) as exc:  # the JVM died; the reader reports it
-            write_error.append(exc)
+    Started on construction so it can load its paraphrase table (seconds) while the caller
+    tokenises and computes the other metrics; :meth:`score` may be called once.
+    """
 
-    def read_line(what: str) -> str:
-        raw = stdout.readline()
+    def __init__(self, jar: Path | None = None) -> None:
+        jar = (jar or meteor_jar()).resolve()
+        cmd = [
+            java_executable(),
+            "-jar",
+            "-Xmx2G",
+            str(jar),
+            "-",
+            "-",
+            "-stdio",
+            "-l",
+            "en",
+            "-norm",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=str(jar.parent),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def __enter__(self) -> MeteorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read_line(self, what: str) -> str:
+        assert self.proc.stdout is not None
+        raw = self.proc.stdout.readline()
         if not raw:
-            proc.kill()
+            self.proc.kill()
             raise CaptionScorerError(
-                f"METEOR stopped before sending {what} "
-                f"(exit {proc.wait()}): {_tail(proc.stderr)}"
+                f"METEOR stopped before sending {what} (exit {self.proc.wait()}): "
+                + _tail(self.proc.stderr)
             )
         return raw.decode("utf-8").strip()
 
-    try:
+    def score(
+        self, references: Sequence[Sequence[str]], hypotheses: Sequence[str]
+    ) -> tuple[float, list[float]]:
+        """Corpus score and per-item scores (0..1) of tokenised hypotheses."""
+        if len(references) != len(hypotheses):
+            raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} reference sets")
+        if not hypotheses:
+            return 0.0, []
+        stdin = self.proc.stdin
+        assert stdin is not None
+
+        def feed() -> None:
+            try:
+                for hyp, refs in zip(hypotheses, references, strict=True):
+                    stdin.write((_score_line(hyp, refs) + "\n").encode("utf-8"))
+                stdin.flush()
+            except (OSError, ValueError):
+                pass  # the JVM died; the reader reports it with its stderr
+
+        # All SCORE lines go in from a thread while the statistics are read back (pycocoevalcap
+        # waits for each answer before sending the next line; the output is the same).
         writer = threading.Thread(target=feed, name="meteor-feed", daemon=True)
         writer.start()
-        stats = [read_line(f"the statistics of item {k}") for k in range(len(hypotheses))]
+        stats = [self._read_line(f"the statistics of item {k}") for k in range(len(hypotheses))]
         writer.join()
         stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode("utf-8"))
         stdin.flush()
         try:
-            per_item = [float(read_line(f"the score of item {k}")) for k in range(len(hypotheses))]
-            corpus = float(read_line("the corpus score"))
+            per_item = [
+                float(self._read_line(f"the score of item {k}")) for k in range(len(hypotheses))
+            ]
+            corpus = float(self._read_line("the corpus score"))
         except ValueError as exc:
-            raise CaptionScorerError(f"METEOR answered something that is not a number: {exc}") from exc
-    finally:
+            raise CaptionScorerError(
+                f"METEOR answered something that is not a number: {exc}"
+            ) from exc
+        return corpus, per_item
+
+    def close(self) -> None:
+        proc = self.proc
         try:
-            stdin.close()
+            if proc.stdin is not None:
+                proc.stdin.close()
         except OSError:
             pass
         try:
@@ -217,7 +288,16 @@ def meteor_scores(
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
-    return corpus, per_item
+
+
+def meteor_scores(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str], jar: Path | None = None
+) -> tuple[float, list[float]]:
+    """METEOR 1.5 corpus score and per-item scores (0..1), one JVM for all items."""
+    if not hypotheses:
+        return 0.0, []
+    with MeteorProcess(jar) as meteor:
+        return meteor.score(references, hypotheses)
 
 
 # ---------------------------------------------------------------------- all metrics
@@ -244,44 +324,50 @@ def score_captions(
     if not ids:
         return CaptionScores({m: 0.0 for m in metrics}, {})
 
-    texts: list[str] = [predictions[k] for k in ids]
-    for key in ids:
-        texts.extend(references[key])
-    broken = sum(1 for t in texts if clean_line_breaks(t)[1])
-    tokens = ptb_tokenize(texts)
-    res = {k: [tokens[i]] for i, k in enumerate(ids)}
-    gts: dict[str, list[str]] = {}
-    pos = len(ids)
-    for key in ids:
-        n = len(references[key])
-        gts[key] = tokens[pos: pos + n]
-        pos += n
+    # METEOR's JVM loads its paraphrase table while the tokenizer and the Python metrics run.
+    meteor = MeteorProcess() if "meteor" in metrics else None
+    try:
+        texts: list[str] = [predictions[k] for k in ids]
+        for key in ids:
+            texts.extend(references[key])
+        broken = sum(1 for t in texts if clean_line_breaks(t)[1])
+        tokens = ptb_tokenize(texts)
+        res = {k: [tokens[i]] for i, k in enumerate(ids)}
+        gts: dict[str, list[str]] = {}
+        pos = len(ids)
+        for key in ids:
+            n = len(references[key])
+            gts[key] = tokens[pos : pos + n]
+            pos += n
 
-    corpus: dict[str, float] = {}
-    per_item: dict[str, dict[str, float]] = {k: {} for k in ids}
+        corpus: dict[str, float] = {}
+        per_item: dict[str, dict[str, float]] = {k: {} for k in ids}
 
-    def put(name: str, total: float, items: Sequence[float]) -> None:
-        corpus[name] = float(total) * 100
-        for key, value in zip(ids, items, strict=True):
-            per_item[key][name] = float(value) * 100
+        def put(name: str, total: float, items: Sequence[float]) -> None:
+            corpus[name] = float(total) * 100
+            for key, value in zip(ids, items, strict=True):
+                per_item[key][name] = float(value) * 100
 
-    for name in metrics:
-        if name == "meteor":
-            total, items = meteor_scores([gts[k] for k in ids], [res[k][0] for k in ids])
-            put(name, total, items)
-        elif name == "cider":
+        if "cider" in metrics:
             from pycocoevalcap.cider.cider import Cider
 
             total_c, items_c = Cider().compute_score(gts, res)
-            put(name, total_c, list(items_c))
-        elif name == "bleu4":
+            put("cider", total_c, list(items_c))
+        if "bleu4" in metrics:
             from pycocoevalcap.bleu.bleu import Bleu
 
             totals, items_b = Bleu(4).compute_score(gts, res, verbose=0)
-            put(name, totals[3], items_b[3])
-        elif name == "rouge_l":
+            put("bleu4", totals[3], items_b[3])
+        if "rouge_l" in metrics:
             from pycocoevalcap.rouge.rouge import Rouge
 
             total_r, items_r = Rouge().compute_score(gts, res)
-            put(name, total_r, list(items_r))
+            put("rouge_l", total_r, list(items_r))
+        if meteor is not None:
+            total_m, items_m = meteor.score([gts[k] for k in ids], [res[k][0] for k in ids])
+            put("meteor", total_m, items_m)
+    finally:
+        if meteor is not None:
+            meteor.close()
+    corpus = {name: corpus[name] for name in metrics}  # in the order asked for
     return CaptionScores(corpus, per_item, {k: res[k][0] for k in ids}, broken)

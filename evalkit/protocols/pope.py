@@ -90,7 +90,13 @@ class Pope(TaskProtocol):
             }
             for s, r, a, y in zip(samples, raw, answers, labels, strict=True)
         ]
-        counts = {"questions": len(samples), "tp": scores.tp, "fp": scores.fp,
-                  "tn": scores.tn, "fn": scores.fn}
-        return ScoreResult(metrics=scores.metrics, per_sample=per_sample,
-                           deviations=deviations, counts=counts)
+        counts = {
+            "questions": len(samples),
+            "tp": scores.tp,
+            "fp": scores.fp,
+            "tn": scores.tn,
+            "fn": scores.fn,
+        }
+        return ScoreResult(
+            metrics=scores.metrics, per_sample=per_sample, deviations=deviations, counts=counts
+        )
