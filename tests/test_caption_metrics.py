@@ -188,3 +188,12 @@ def test_input_checks() -> None:
         "bleu4": 0.0,
         "rouge_l": 0.0,
     }
+
+
+def test_a_dead_scorer_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "meteor-1.5.jar"
+    broken.write_bytes(b"not a jar")
+    with pytest.raises(caption.CaptionScorerError, match="METEOR stopped before sending .*jar"):
+        caption.meteor_scores([["a dog"]], ["a dog"], jar=broken)
+    with pytest.raises(caption.CaptionScorerError, match="PTB tokenizer failed"):
+        ptb_tokenize(["a dog"], jar=broken)

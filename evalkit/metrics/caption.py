@@ -121,10 +121,9 @@ def meteor_jar() -> Path:
     return _package_file("meteor", METEOR_JAR)
 
 
-def _tail(stream: IO[bytes] | None) -> str:
-    if stream is None:
-        return ""
+def _tail(stream: IO[bytes]) -> str:
     try:
+        stream.seek(0)
         return stream.read().decode("utf-8", "replace")[-800:]
     except (OSError, ValueError):
         return ""
@@ -193,7 +192,7 @@ class MeteorProcess:
     """One METEOR 1.5 JVM (``-stdio -l en -norm``, as pycocoevalcap runs it).
 
     Started on construction so it can load its paraphrase table (seconds) while the caller
-    tokenises and computes the other metrics; :meth:`score` may be called once.
+    tokenises and computes the other metrics.
     """
 
     def __init__(self, jar: Path | None = None) -> None:
@@ -210,12 +209,14 @@ class MeteorProcess:
             "en",
             "-norm",
         ]
+        # stderr goes to a file: an unread pipe could fill up and block the JVM.
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
             cmd,
             cwd=str(jar.parent),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.stderr,
         )
 
     def __enter__(self) -> MeteorProcess:
@@ -231,7 +232,7 @@ class MeteorProcess:
             self.proc.kill()
             raise CaptionScorerError(
                 f"METEOR stopped before sending {what} (exit {self.proc.wait()}): "
-                + _tail(self.proc.stderr)
+                + _tail(self.stderr)
             )
         return raw.decode("utf-8").strip()
 
@@ -285,9 +286,9 @@ class MeteorProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        self.stderr.close()
 
 
 def meteor_scores(
