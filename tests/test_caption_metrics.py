@@ -193,7 +193,7 @@ def test_input_checks() -> None:
 def test_a_dead_scorer_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "meteor-1.5.jar"
     broken.write_bytes(b"not a jar")
-    with pytest.raises(caption.CaptionScorerError, match="METEOR stopped before sending .*jar"):
+    with pytest.raises(caption.CaptionScorerError, match=r"METEOR stopped before sending .*jar"):
         caption.meteor_scores([["a dog"]], ["a dog"], jar=broken)
     with pytest.raises(caption.CaptionScorerError, match="PTB tokenizer failed"):
         ptb_tokenize(["a dog"], jar=broken)
