@@ -1,0 +1,128 @@
+"""Text views of the shapes benchmark: region captions (``shapes_cap``) and yes/no object
+questions (``shapes_pope``), so the tiny model and the demo cover captioning and POPE.
+
+* ``shapes_cap``: one sample per region of ``<split>/cls.json`` (the same regions and ids,
+  ``<image stem>#<i>``, as ``shapes_cls``); references = :func:`evalkit.data.shapes.region_captions`
+  of the region's category.
+* ``shapes_pope``: per scene of ``<split>/scenes.json``, up to ``max_per_scene`` objects that
+  are visible (at least ``MIN_VISIBLE`` pixels, the rule ``cls.json`` uses) asked about with
+  label ``yes``, and as many names of :func:`evalkit.data.shapes.all_object_names` absent from
+  the scene with label ``no`` — balanced in every scene. Objects drawn but hidden behind
+  others are asked about neither way. The choice is seeded per scene by name
+  (``random.Random("shapes-pope:<seed>:<file name>")``), so it is the same on every machine
+  and does not depend on the other scenes. Id: ``<image stem>/<name with _ for spaces>``.
+
+Both generate the benchmark into the cache on first use unless the files are given.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from evalkit.data import ReadResult, load_json, register_reader
+from evalkit.data.osprey_json import read_osprey_subset
+from evalkit.data.shapes import (
+    VERSION,
+    all_object_names,
+    ensure_shapes,
+    object_names,
+    region_captions,
+)
+from evalkit.errors import DataError
+from evalkit.records import Sample
+
+MIN_VISIBLE = 40  # pixels; the threshold shapes.write_split uses for cls.json regions
+POPE_QUESTION = "Is there a {name} in the image?"
+
+
+def _split_files(
+    data: Mapping[str, Path | None], key: str, options: Mapping[str, Any]
+) -> tuple[str, Path, Path | None]:
+    split = str(options.get("split", "val"))
+    path = data.get(key)
+    images = data.get("images")
+    if path is None:
+        paths = ensure_shapes()
+        path = paths.scenes_json(split) if key == "scenes" else paths.cls_json(split)
+        images = images or paths.images(split)
+    return split, path, images
+
+
+@register_reader("shapes_cap")
+def read_shapes_cap(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
+    split, path, images = _split_files(data, "annotations", options)
+    samples = read_osprey_subset(path, load_json(path), images)
+    for sample in samples:
+        category = str(sample.target)
+        sample.meta["category"] = category
+        sample.target = region_captions(category)
+    note = (
+        f"shapes v{VERSION} {split}: {len(samples)} regions, references = region_captions(category)"
+    )
+    return ReadResult(samples, [path], [note])
+
+
+def visible_object_names(
+    scene: dict[str, Any], min_visible: int = MIN_VISIBLE
+) -> tuple[list[str], set[str]]:
+    """(names of objects visible enough to ask about, names of every object drawn)."""
+    visible_px = {int(k): int(v) for k, v in scene.get("visible", {}).items()}
+    shown: list[str] = []
+    drawn: set[str] = set()
+    for name, obj in zip(object_names(scene), scene["objects"], strict=True):
+        drawn.add(name)
+        ids = [p["id"] for p in obj["parts"]] if obj["shape"] == "house" else [obj["id"]]
+        if sum(visible_px.get(i, 0) for i in ids) >= min_visible and name not in shown:
+            shown.append(name)
+    return shown, drawn
+
+
+def pope_questions(
+    scene: dict[str, Any], seed: int = 0, max_per_scene: int = 3
+) -> list[tuple[str, str]]:
+    """Balanced (object name, ``yes``/``no``) pairs for one scene, seeded by its file name."""
+    rng = random.Random(f"shapes-pope:{seed}:{scene['file_name']}")
+    present, drawn = visible_object_names(scene)
+    absent = [n for n in all_object_names() if n not in drawn]
+    k = min(len(present), len(absent), max_per_scene)
+    pairs = [(n, "yes") for n in rng.sample(present, k)] + [
+        (n, "no") for n in rng.sample(absent, k)
+    ]
+    rng.shuffle(pairs)
+    return pairs
+
+
+@register_reader("shapes_pope")
+def read_shapes_pope(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
+    split, path, images = _split_files(data, "scenes", options)
+    seed = int(options.get("seed", 0))
+    max_per_scene = int(options.get("max_per_scene", 3))
+    scenes = load_json(path)
+    if not isinstance(scenes, list):
+        raise DataError(path, "expected the list of scenes of a shapes split")
+    samples: list[Sample] = []
+    for index, scene in enumerate(scenes):
+        if not isinstance(scene, dict) or not {"file_name", "objects"} <= scene.keys():
+            raise DataError(path, "scene needs file_name and objects", f"#{index}")
+        file_name = str(scene["file_name"])
+        stem = PurePosixPath(file_name).stem
+        for name, label in pope_questions(scene, seed, max_per_scene):
+            samples.append(
+                Sample(
+                    id=f"{stem}/{name.replace(' ', '_')}",
+                    image=file_name,
+                    regions=[],
+                    target=label,
+                    image_path=str(images / file_name) if images is not None else None,
+                    meta={"text": POPE_QUESTION.format(name=name)},
+                )
+            )
+    n_yes = sum(1 for s in samples if s.target == "yes")
+    note = (
+        f"shapes v{VERSION} {split}: {len(samples)} questions ({n_yes} yes), at most "
+        f"{max_per_scene} + {max_per_scene} per scene, seed {seed}"
+    )
+    return ReadResult(samples, [path], [note])

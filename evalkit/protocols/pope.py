@@ -1,0 +1,102 @@
+"""POPE (object hallucination): yes/no questions about a whole image, no region.
+
+* Prompt: the card's template with ``{text}`` replaced by the sample's question (Osprey:
+  ``<image>\\n{text}``; LLaVA appends ``\\nAnswer the question using a single word or phrase.``).
+* Parsing: the official rule (:func:`evalkit.metrics.pope.pope_answer`), after Osprey's
+  lower-casing (``lowercase``, default true; LLaVA's variant keeps the case). A trailing
+  ``</s>`` is dropped first, as ``skip_special_tokens`` does in the reference scripts.
+* Pairing: predictions are matched to labels by question id (``align: question_id``). The
+  reference scripts zip the answers file with the label file line by line, so a reordered or
+  incomplete answers file silently scores the wrong pairs; ``align: line_order`` (the
+  ``reference`` variant) reproduces that, pairing answers in the order they were given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from evalkit.metrics.pope import pope_answer, pope_metrics
+from evalkit.protocols.referring_cls import STOP_STR
+from evalkit.records import Request, Sample
+from evalkit.task import ScoreResult, TaskProtocol, register_protocol
+
+QUESTION_FIELD = "{text}"
+
+
+def render_question(template: str, question: str) -> str:
+    # str.replace, not str.format: questions and templates may hold braces.
+    return template.replace(QUESTION_FIELD, question)
+
+
+@register_protocol("pope")
+class Pope(TaskProtocol):
+    def build_requests(
+        self, samples: Sequence[Sample], prompt: str, generation: dict[str, Any]
+    ) -> list[Request]:
+        return [
+            Request(
+                id=s.id,
+                sample_id=s.id,
+                image_path=s.image_path,
+                prompt=render_question(prompt, str(s.meta.get("text", ""))),
+                regions=list(s.regions),
+                generation=dict(generation),
+            )
+            for s in samples
+        ]
+
+    def score(
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
+    ) -> ScoreResult:
+        lowercase = bool(self.args.get("lowercase", True))
+        align = str(self.args.get("align", "question_id"))
+        if align not in ("question_id", "line_order"):
+            raise ValueError(f"pope: align must be question_id or line_order, got {align!r}")
+
+        def parse(text: str) -> str:
+            if text.endswith(STOP_STR):
+                text = text[: -len(STOP_STR)]
+            return pope_answer(text, lowercase)
+
+        deviations: list[str] = []
+        if align == "question_id":
+            raw = [texts[s.id] for s in samples]
+            deviations.append(
+                "answers are matched to labels by question_id; the reference zips the answers "
+                "file with the label file by line order"
+            )
+        else:
+            # The reference's pairing: answers in the order given, labels in file order.
+            raw = list(texts.values())[: len(samples)]
+        answers = [parse(t) for t in raw]
+        labels = [str(s.target) for s in samples]
+        scores = pope_metrics(answers, labels)
+        if scores.undefined:
+            deviations.append(
+                f"{', '.join(scores.undefined)} undefined (division by zero, where the reference "
+                "script crashes); reported as 0"
+            )
+        per_sample = [
+            {
+                "id": s.id,
+                "image": s.image,
+                "question": s.meta.get("text"),
+                "prediction": r,
+                "answer": a,
+                "label": y,
+                "correct": a == y,
+            }
+            for s, r, a, y in zip(samples, raw, answers, labels, strict=True)
+        ]
+        counts = {
+            "questions": len(samples),
+            "tp": scores.tp,
+            "fp": scores.fp,
+            "tn": scores.tn,
+            "fn": scores.fn,
+        }
+        return ScoreResult(
+            metrics=scores.metrics, per_sample=per_sample, deviations=deviations, counts=counts
+        )
