@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI
 from PIL import Image
+
+from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI
 
 KEY = "sk-test-NEVER-WRITE-ME-5b1e"
 JUDGE_ENV = {

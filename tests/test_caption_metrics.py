@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coco_reference import pycocoevalcap_scores
 
 from evalkit.metrics import caption
 from evalkit.metrics.caption import (
@@ -20,6 +19,7 @@ from evalkit.metrics.caption import (
     ptb_tokenize,
     score_captions,
 )
+from tests.coco_reference import pycocoevalcap_scores
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs Java")
 

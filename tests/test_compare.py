@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_helpers import write_run
 
 from evalkit.cli import main
 from evalkit.data.shapes import category_phrase
@@ -21,6 +20,7 @@ from evalkit.report.compare import (
     parse_tolerances,
 )
 from evalkit.report.runs import load_run
+from tests.report_helpers import write_run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -40,7 +40,8 @@ def run(args, env, nproc=None):
     else:
         cmd = [sys.executable, str(REPO / "tests" / "fake_cli.py")]
     proc = subprocess.run([*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert proc.returncode == 0, (errors, proc.stderr[-3000:])
     return proc
 
 

@@ -7,12 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
-from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI
 
 from evalkit.judge.cache import ResponseCache, cache_key
 from evalkit.judge.client import ChatCall, ChatClient, backoff_delay, parse_retry_after
 from evalkit.judge.prompts import judge_messages, load_rules, review_content
 from evalkit.judge.settings import ClientSettings
+from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI
 
 KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
 

@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
+from evalkit.cli import main
+from evalkit.task import get_task
 from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI, images_of, text_of
 from tests.judged_helpers import (  # noqa: F401 - judge_env is a fixture
     FAST_API,
@@ -19,10 +23,6 @@ from tests.judged_helpers import (  # noqa: F401 - judge_env is a fixture
     released_summary,
     rows,
 )
-from PIL import Image
-
-from evalkit.cli import main
-from evalkit.task import get_task
 
 
 def test_readers_on_the_released_files(shared_dir: Path, tmp_path: Path) -> None:

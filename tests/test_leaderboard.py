@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_helpers import write_run
 
 from evalkit.cli import main
 from evalkit.report.baselines import load_baselines
 from evalkit.report.leaderboard import build_tables, render_markdown
 from evalkit.report.runs import load_runs
+from tests.report_helpers import write_run
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "leaderboards" / "baselines.yaml"

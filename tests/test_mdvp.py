@@ -10,6 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from evalkit.cli import main
+from evalkit.errors import DataError
+from evalkit.task import get_task
 from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI, images_of, text_of
 from tests.judged_helpers import (  # noqa: F401 - judge_env is a fixture
     KEY,
@@ -19,11 +24,6 @@ from tests.judged_helpers import (  # noqa: F401 - judge_env is a fixture
     released_summary,
     rows,
 )
-from PIL import Image
-
-from evalkit.cli import main
-from evalkit.errors import DataError
-from evalkit.task import get_task
 
 PHASES = {
     "natural_QA": "natural",

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coco_reference import coco_meteor
 
 from evalkit.cli import main
 from evalkit.errors import DataError
 from evalkit.task import get_task
+from tests.coco_reference import coco_meteor
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="needs Java")
 

@@ -146,6 +146,10 @@ def _readonly_keys(path: Path, keys: set[str]) -> set[str]:
             rows = db.execute(f"SELECT key FROM predictions WHERE key IN ({marks})", chunk)
             found.update(r[0] for r in rows)
         return found
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return set()  # another rank is creating this store right now: nothing in it yet
+        raise StoreError(f"{path}: cannot read prediction store ({exc})") from exc
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a usable prediction store ({exc}); move it away") from exc
     finally:
