@@ -157,10 +157,10 @@ def read_id_map(path: Path, record: str) -> np.ndarray:
     if not path.exists():
         raise DataError(path, "panoptic PNG not found", record)
     with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    packed = np.zeros(rgb.shape[:2] + (4,), dtype=np.uint8)
+        rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    packed = np.zeros((*rgb.shape[:2], 4), dtype=np.uint8)
     packed[..., :3] = rgb
-    return packed.view("<u4")[..., 0]
+    return packed.view("<u4")[..., 0]  # R + 256 G + 65536 B without three int32 passes
 
 
 @dataclass

@@ -65,7 +65,8 @@ def load_instance_truth(path: Path) -> InstanceTruth:
     return InstanceTruth(path, [int(c["id"]) for c in raw["categories"]], by_image)
 
 
-def _decode(ann: dict[str, Any], height: int, width: int, path: Path) -> np.ndarray:
+def _decode(ann: dict[str, Any], height: int, width: int, path: Path) -> dict[str, Any]:
+    """The annotation as a compressed RLE of the panoptic PNG's size."""
     from pycocotools import mask as mask_utils
 
     seg = ann["segmentation"]
@@ -79,7 +80,7 @@ def _decode(ann: dict[str, Any], height: int, width: int, path: Path) -> np.ndar
         rle = mask_utils.frPyObjects(seg, height, width) if isinstance(seg["counts"], list) else seg
     else:
         raise DataError(path, "segmentation must be polygons or RLE", where)
-    return np.asarray(mask_utils.decode(rle), dtype=bool)
+    return rle  # type: ignore[no-any-return]
 
 
 def instance_image(
@@ -104,12 +105,17 @@ def instance_image(
     det_area[real] = segmap.counts[assembled.det_query[real]]
     ious = np.zeros((len(real), len(gts)))
     crowd = np.array([ann_.get("iscrowd", 0) == 1 for ann_ in gts], dtype=bool)
+    from pycocotools import mask as mask_utils
+
     for j, gt in enumerate(gts):
-        mask = _decode(gt, height, width, truth.path)
-        inter_by_seg = np.bincount(segmap.index[mask], minlength=n_seg + 1)[:n_seg]
+        rle = _decode(gt, height, width, truth.path)
+        # count segment pixels inside the instance within its box only
+        x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
+        mask = np.asarray(mask_utils.decode(rle)[y:y + h, x:x + w], dtype=bool)
+        inter_by_seg = np.bincount(segmap.index[y:y + h, x:x + w][mask], minlength=n_seg + 1)[:n_seg]
         inter = np.zeros(len(real))
         inter[real] = inter_by_seg[assembled.det_query[real]]
-        union = det_area if crowd[j] else det_area + mask.sum() - inter
+        union = det_area if crowd[j] else det_area + int(mask_utils.area(rle)) - inter
         ious[:, j] = np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
     return InstanceImage(ann.image_id, np.array([g["id"] for g in gts], dtype=np.int64),
                          np.array([g["category_id"] for g in gts], dtype=np.int64), crowd, det_cats,
