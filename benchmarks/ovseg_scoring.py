@@ -42,13 +42,28 @@ KEYS = ("panoptic_json", "panoptic_root", "semantic_root", "instances_json", "vo
 
 def dataset(workdir: Path, n_images: int) -> dict[str, Path]:
     root = workdir / f"ade_like_{n_images}"
-    paths = {k: root / v for k, v in {"panoptic_json": "panoptic.json", "panoptic_root": "panoptic",
-                                        "semantic_root": "semantic", "instances_json": "instances.json",
-                                        "vocabulary": "vocabulary.txt"}.items()}
+    paths = {
+        k: root / v
+        for k, v in {
+            "panoptic_json": "panoptic.json",
+            "panoptic_root": "panoptic",
+            "semantic_root": "semantic",
+            "instances_json": "instances.json",
+            "vocabulary": "vocabulary.txt",
+        }.items()
+    }
     if not (root / "DONE").exists():
         t = time.perf_counter()
-        make_dataset(root, n_images=n_images, size=(512, 683), n_classes=150, n_things=100,
-                     segments=15, seed=0, crowd=False)
+        make_dataset(
+            root,
+            n_images=n_images,
+            size=(512, 683),
+            n_classes=150,
+            n_things=100,
+            segments=15,
+            seed=0,
+            crowd=False,
+        )
         make_predictions(paths, root / "predictions.jsonl", seed=0)
         (root / "DONE").write_text("ok\n")
         print(f"generated {n_images} images in {time.perf_counter() - t:.1f}s", file=sys.stderr)
@@ -66,7 +81,9 @@ def run_evalkit(paths: dict[str, Path], texts: dict[str, str]) -> tuple[dict[str
     return result.metrics, time.perf_counter() - t
 
 
-def run_reference(paths: dict[str, Path], texts: dict[str, str], encoder: object) -> tuple[dict[str, float], float, float]:
+def run_reference(
+    paths: dict[str, Path], texts: dict[str, str], encoder: object
+) -> tuple[dict[str, float], float, float]:
     from panopticapi.evaluation import pq_compute_single_core
     from panopticapi.utils import id2rgb
     from PIL import Image
@@ -88,8 +105,14 @@ def run_reference(paths: dict[str, Path], texts: dict[str, str], encoder: object
         segmap = read_segment_map(pset, ann)
         n = len(segmap.ids)
         uncovered = int(segmap.index.size - segmap.counts[: segmap.n_queries].sum())
-        assembled.append(assemble(cosines[offset: offset + segmap.n_queries], segmap.counts[: segmap.n_queries],
-                                  isthing, uncovered))
+        assembled.append(
+            assemble(
+                cosines[offset : offset + segmap.n_queries],
+                segmap.counts[: segmap.n_queries],
+                isthing,
+                uncovered,
+            )
+        )
         offset += n
     shared = time.perf_counter() - t0
 
@@ -110,42 +133,74 @@ def run_reference(paths: dict[str, Path], texts: dict[str, str], encoder: object
                 infos.append({"id": seg.id, "category_id": ranked[seg.class_index]})
             pan_map = pan_lut[segmap.index]
             Image.fromarray(id2rgb(pan_map)).save(Path(tmp) / ann.file_name)
-            pairs.append((gt_by_image[ann.image_id],
-                          {"image_id": ann.image_id, "file_name": ann.file_name, "segments_info": infos}))
-            for q, cls, score in zip(out.det_query.tolist(), out.det_class.tolist(), out.det_score.tolist(),
-                                     strict=True):
-                mask = segmap.index == q if q < segmap.n_queries else np.zeros(segmap.index.shape, bool)
+            pairs.append(
+                (
+                    gt_by_image[ann.image_id],
+                    {"image_id": ann.image_id, "file_name": ann.file_name, "segments_info": infos},
+                )
+            )
+            for q, cls, score in zip(
+                out.det_query.tolist(), out.det_class.tolist(), out.det_score.tolist(), strict=True
+            ):
+                mask = (
+                    segmap.index == q
+                    if q < segmap.n_queries
+                    else np.zeros(segmap.index.shape, bool)
+                )
                 rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-                results.append({"image_id": ann.image_id, "category_id": ranked[cls], "segmentation": rle,
-                                "score": score, "bbox": [0.0, 0.0, 0.0, 0.0]})
+                results.append(
+                    {
+                        "image_id": ann.image_id,
+                        "category_id": ranked[cls],
+                        "segmentation": rle,
+                        "score": score,
+                        "bbox": [0.0, 0.0, 0.0, 0.0],
+                    }
+                )
             sem_lut = np.zeros(len(segmap.ids) + 1, dtype=np.int64)
             sem_lut[: segmap.n_queries] = out.semantic_class
             pred = sem_lut[segmap.index]
             sem_gt = np.array(Image.open(paths["semantic_root"] / ann.file_name), dtype=np.int64)
             sem_gt[sem_gt == 255] = n_classes
-            conf += np.bincount((n_classes + 1) * pred.reshape(-1) + sem_gt.reshape(-1),
-                                minlength=conf.size).reshape(conf.shape)
+            conf += np.bincount(
+                (n_classes + 1) * pred.reshape(-1) + sem_gt.reshape(-1), minlength=conf.size
+            ).reshape(conf.shape)
         categories = {el["id"]: el for el in gt["categories"]}
         with contextlib.redirect_stdout(io.StringIO()):
             stat = pq_compute_single_core(0, pairs, str(paths["panoptic_root"]), tmp, categories)
-    pq = {name: stat.pq_average(categories, isthing=flag)[0]
-          for name, flag in (("all", None), ("things", True), ("stuff", False))}
+    pq = {
+        name: stat.pq_average(categories, isthing=flag)[0]
+        for name, flag in (("all", None), ("things", True), ("stuff", False))
+    }
     for r in results:  # detectron2 drops boxes for segm so areas come from the masks
         r.pop("bbox")
     ap, ap50 = coco_ap(json.loads(paths["instances_json"].read_text()), results)
     miou = detectron2_miou(conf)
     tools = time.perf_counter() - t1
-    metrics = {"pq": 100 * pq["all"]["pq"], "sq": 100 * pq["all"]["sq"], "rq": 100 * pq["all"]["rq"],
-               "pq_th": 100 * pq["things"]["pq"], "pq_st": 100 * pq["stuff"]["pq"],
-               "ap": 100 * ap, "ap50": 100 * ap50, "miou": 100 * miou}
+    metrics = {
+        "pq": 100 * pq["all"]["pq"],
+        "sq": 100 * pq["all"]["sq"],
+        "rq": 100 * pq["all"]["rq"],
+        "pq_th": 100 * pq["things"]["pq"],
+        "pq_st": 100 * pq["stuff"]["pq"],
+        "ap": 100 * ap,
+        "ap50": 100 * ap50,
+        "miou": 100 * miou,
+    }
     return metrics, shared, tools
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "evalkit_ovseg_bench")
-    parser.add_argument("--minilm", action="store_true", help="embed with all-MiniLM-L6-v2 (both sides)")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "evalkit_ovseg_bench"
+    )
+    parser.add_argument(
+        "--minilm", action="store_true", help="embed with all-MiniLM-L6-v2 (both sides)"
+    )
     args = parser.parse_args()
     paths = dataset(args.workdir, args.images)
     texts = {}
@@ -171,7 +226,10 @@ def main() -> int:
     print(f"max_abs_difference={worst:.2e}")
     t_ref = t_shared + t_tools
     print(f"evalkit_seconds={t_ours:.2f}")
-    print(f"reference_seconds={t_ref:.2f} (shared answers->classes+assembly {t_shared:.2f} + tools {t_tools:.2f})")
+    print(
+        f"reference_seconds={t_ref:.2f} (shared answers->classes+assembly {t_shared:.2f}"
+        f" + tools {t_tools:.2f})"
+    )
     if worst > 1e-6:
         print("NUMBERS DIFFER", file=sys.stderr)
         return 1

@@ -34,11 +34,15 @@ class ImageOutputs:
     image_id: Any
     panoptic: np.ndarray  # (H, W) int32 predicted segment ids
     segments_info: list[dict[str, Any]]  # contiguous category ids, isthing
-    instances: list[tuple[np.ndarray, float, int]] = field(default_factory=list)  # mask, score, class
+    instances: list[tuple[np.ndarray, float, int]] = field(
+        default_factory=list
+    )  # mask, score, class
     semantic: np.ndarray | None = None  # (H, W) argmax class
 
 
-def dense_inference(pan_gt: np.ndarray, cosines: np.ndarray, n_segments: int, thing: set[int]) -> ImageOutputs:
+def dense_inference(
+    pan_gt: np.ndarray, cosines: np.ndarray, n_segments: int, thing: set[int]
+) -> ImageOutputs:
     """The reference's get_gt_label + forward + semantic / panoptic / instance inference."""
     import torch
     import torch.nn.functional as F
@@ -101,14 +105,23 @@ def dense_inference(pan_gt: np.ndarray, cosines: np.ndarray, n_segments: int, th
     keep_i = torch.tensor([int(lab) in thing for lab in top_labels.tolist()], dtype=torch.bool)
     top_scores, top_labels, top_masks = top_scores[keep_i], top_labels[keep_i], top_masks[keep_i]
     binary = (top_masks > 0).double()
-    mask_scores = (top_masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    mask_scores = (top_masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (
+        binary.flatten(1).sum(1) + 1e-6
+    )
     final = top_scores * mask_scores
-    instances = [(binary[i].numpy() > 0, float(final[i]), int(top_labels[i])) for i in range(len(final))]
+    instances = [
+        (binary[i].numpy() > 0, float(final[i]), int(top_labels[i])) for i in range(len(final))
+    ]
     return ImageOutputs(None, panoptic.numpy(), segments_info, instances, sem.numpy())
 
 
-def reference_metrics(outputs: list[ImageOutputs], pan_json: Path, pan_root: Path, sem_paths: dict[Any, Path],
-                      instances_gt: dict[str, Any]) -> dict[str, float]:
+def reference_metrics(
+    outputs: list[ImageOutputs],
+    pan_json: Path,
+    pan_root: Path,
+    sem_paths: dict[Any, Path],
+    instances_gt: dict[str, Any],
+) -> dict[str, float]:
     """panopticapi + pycocotools + SemSegEvaluator on the per-image outputs (ids = category ids)."""
     from panopticapi.evaluation import PQStat, pq_compute_single_core  # noqa: F401
     from pycocotools import mask as mask_utils
@@ -122,9 +135,19 @@ def reference_metrics(outputs: list[ImageOutputs], pan_json: Path, pan_root: Pat
         pairs = []
         for out in outputs:
             Image.fromarray(_id2rgb(out.panoptic)).save(pred_dir / f"{out.image_id}.png")
-            infos = [{"id": s["id"], "category_id": ranked[s["category_id"]]} for s in out.segments_info]
-            pairs.append((gt_by_image[out.image_id],
-                           {"image_id": out.image_id, "file_name": f"{out.image_id}.png", "segments_info": infos}))
+            infos = [
+                {"id": s["id"], "category_id": ranked[s["category_id"]]} for s in out.segments_info
+            ]
+            pairs.append(
+                (
+                    gt_by_image[out.image_id],
+                    {
+                        "image_id": out.image_id,
+                        "file_name": f"{out.image_id}.png",
+                        "segments_info": infos,
+                    },
+                )
+            )
         with contextlib.redirect_stdout(io.StringIO()):
             stat = pq_compute_single_core(0, pairs, str(pan_root), str(pred_dir), categories)
     res = {}
@@ -135,8 +158,14 @@ def reference_metrics(outputs: list[ImageOutputs], pan_json: Path, pan_root: Pat
     for out in outputs:
         for mask, score, cls in out.instances:
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            results.append({"image_id": out.image_id, "category_id": ranked[cls], "segmentation": rle,
-                            "score": score})
+            results.append(
+                {
+                    "image_id": out.image_id,
+                    "category_id": ranked[cls],
+                    "segmentation": rle,
+                    "score": score,
+                }
+            )
     ap, ap50 = coco_ap(instances_gt, results)
     # semantic
     n_classes = len(ranked)
@@ -145,11 +174,19 @@ def reference_metrics(outputs: list[ImageOutputs], pan_json: Path, pan_root: Pat
         sem_gt = np.array(Image.open(sem_paths[out.image_id]), dtype=np.int64)
         sem_gt[sem_gt == 255] = n_classes
         assert out.semantic is not None
-        conf += np.bincount((n_classes + 1) * out.semantic.reshape(-1) + sem_gt.reshape(-1),
-                            minlength=conf.size).reshape(conf.shape)
-    return {"pq": 100 * res["all"]["pq"], "sq": 100 * res["all"]["sq"], "rq": 100 * res["all"]["rq"],
-            "pq_th": 100 * res["things"]["pq"], "pq_st": 100 * res["stuff"]["pq"],
-            "ap": 100 * ap, "ap50": 100 * ap50, "miou": 100 * detectron2_miou(conf)}
+        conf += np.bincount(
+            (n_classes + 1) * out.semantic.reshape(-1) + sem_gt.reshape(-1), minlength=conf.size
+        ).reshape(conf.shape)
+    return {
+        "pq": 100 * res["all"]["pq"],
+        "sq": 100 * res["all"]["sq"],
+        "rq": 100 * res["all"]["rq"],
+        "pq_th": 100 * res["things"]["pq"],
+        "pq_st": 100 * res["stuff"]["pq"],
+        "ap": 100 * ap,
+        "ap50": 100 * ap50,
+        "miou": 100 * detectron2_miou(conf),
+    }
 
 
 def coco_ap(gt_dict: dict[str, Any], results: list[dict[str, Any]]) -> tuple[float, float]:
@@ -203,9 +240,20 @@ def derived_instances(pan_json: Path, pan_root: Path) -> dict[str, Any]:
                 continue
             rle = mask_utils.encode(np.asfortranarray((pan == seg["id"]).astype(np.uint8)))
             rle["counts"] = rle["counts"].decode()
-            anns.append({"id": next_id, "image_id": ann["image_id"], "category_id": seg["category_id"],
-                         "iscrowd": seg.get("iscrowd", 0), "segmentation": rle, "area": seg["area"]})
+            anns.append(
+                {
+                    "id": next_id,
+                    "image_id": ann["image_id"],
+                    "category_id": seg["category_id"],
+                    "iscrowd": seg.get("iscrowd", 0),
+                    "segmentation": rle,
+                    "area": seg["area"],
+                }
+            )
             next_id += 1
     images = gt.get("images") or [{"id": a["image_id"]} for a in gt["annotations"]]
-    return {"images": images, "annotations": anns,
-            "categories": [c for c in gt["categories"] if c["id"] in things]}
+    return {
+        "images": images,
+        "annotations": anns,
+        "categories": [c for c in gt["categories"] if c["id"] in things],
+    }

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import random
 from pathlib import Path
 
@@ -22,7 +21,12 @@ from pycocotools import mask as mask_utils
 
 from evalkit.metrics.instance import InstanceImage, coco_segm_ap, mask_ious
 from evalkit.metrics.ovseg_assembly import assemble, class_cosines, query_log_probs
-from evalkit.metrics.panoptic import PanopticImage, Segment, intersections_from_maps, panoptic_quality
+from evalkit.metrics.panoptic import (
+    PanopticImage,
+    Segment,
+    intersections_from_maps,
+    panoptic_quality,
+)
 from evalkit.metrics.semseg import confusion_matrix, semseg_metrics
 
 CATEGORIES = [{"id": i, "isthing": int(i % 2 == 0), "name": f"c{i}"} for i in (3, 1, 4, 8, 6, 9)]
@@ -32,10 +36,10 @@ def _random_map(rng: random.Random, h: int, w: int, n: int, void: bool) -> np.nd
     m = np.full((h, w), rng.randrange(1, 50), dtype=np.int64)
     for _ in range(n):
         y, x = rng.randrange(h), rng.randrange(w)
-        m[y: y + rng.randint(1, h // 2), x: x + rng.randint(1, w // 2)] = rng.randrange(1, 60)
+        m[y : y + rng.randint(1, h // 2), x : x + rng.randint(1, w // 2)] = rng.randrange(1, 60)
     if void:
         y, x = rng.randrange(h), rng.randrange(w)
-        m[y: y + rng.randint(1, 12), x: x + rng.randint(1, 12)] = 0
+        m[y : y + rng.randint(1, 12), x : x + rng.randint(1, 12)] = 0
     return m
 
 
@@ -56,21 +60,40 @@ def test_panoptic_quality_equals_panopticapi(tmp_path: Path, seed: int) -> None:
             if sid:
                 crowd = rng.random() < 0.2
                 area = int(count) + (rng.randint(0, 20) if rng.random() < 0.3 else 0)
-                gt_segs.append({"id": int(sid), "category_id": rng.choice(cat_ids), "area": area,
-                                "iscrowd": int(crowd)})
+                gt_segs.append(
+                    {
+                        "id": int(sid),
+                        "category_id": rng.choice(cat_ids),
+                        "area": area,
+                        "iscrowd": int(crowd),
+                    }
+                )
         for sid in np.unique(pred_map).tolist():
             if sid:
                 pred_segs.append({"id": sid, "category_id": rng.choice(cat_ids)})
         Image.fromarray(id2rgb(gt_map)).save(tmp_path / f"gt{n}.png")
         Image.fromarray(id2rgb(pred_map)).save(tmp_path / f"pred{n}.png")
-        pairs.append(({"image_id": n, "file_name": f"gt{n}.png", "segments_info": gt_segs},
-                      {"image_id": n, "file_name": f"pred{n}.png",
-                       "segments_info": [dict(s) for s in pred_segs]}))
+        pairs.append(
+            (
+                {"image_id": n, "file_name": f"gt{n}.png", "segments_info": gt_segs},
+                {
+                    "image_id": n,
+                    "file_name": f"pred{n}.png",
+                    "segments_info": [dict(s) for s in pred_segs],
+                },
+            )
+        )
         pred_area = dict(zip(*np.unique(pred_map, return_counts=True), strict=True))
-        images.append(PanopticImage(
-            [Segment(s["id"], s["category_id"], s["area"], bool(s["iscrowd"])) for s in gt_segs],
-            [Segment(s["id"], s["category_id"], int(pred_area[s["id"]])) for s in pred_segs],
-            intersections_from_maps(gt_map, pred_map)))
+        images.append(
+            PanopticImage(
+                [
+                    Segment(s["id"], s["category_id"], s["area"], bool(s["iscrowd"]))
+                    for s in gt_segs
+                ],
+                [Segment(s["id"], s["category_id"], int(pred_area[s["id"]])) for s in pred_segs],
+                intersections_from_maps(gt_map, pred_map),
+            )
+        )
     categories = {c["id"]: c for c in CATEGORIES}
     with contextlib.redirect_stdout(io.StringIO()):
         stat = pq_compute_single_core(0, pairs, str(tmp_path), str(tmp_path), categories)
@@ -87,7 +110,7 @@ def test_panoptic_quality_equals_panopticapi(tmp_path: Path, seed: int) -> None:
 def _blob(rng: random.Random, h: int, w: int) -> np.ndarray:
     m = np.zeros((h, w), dtype=np.uint8)
     y, x = rng.randrange(h), rng.randrange(w)
-    m[y: y + rng.randint(1, h // 2), x: x + rng.randint(1, w // 2)] = 1
+    m[y : y + rng.randint(1, h // 2), x : x + rng.randint(1, w // 2)] = 1
     return m
 
 
@@ -107,8 +130,16 @@ def test_coco_segm_ap_equals_cocoeval(seed: int, int_ids: bool) -> None:
         for _ in range(rng.randint(0, 6)):
             rle = mask_utils.encode(np.asfortranarray(_blob(rng, h, w)))
             crowd = int(rng.random() < 0.15)
-            gts.append({"id": ann_id, "image_id": image_id, "category_id": rng.choice([1, 2, 5]),
-                        "iscrowd": crowd, "segmentation": rle, "area": float(mask_utils.area(rle))})
+            gts.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": rng.choice([1, 2, 5]),
+                    "iscrowd": crowd,
+                    "segmentation": rle,
+                    "area": float(mask_utils.area(rle)),
+                }
+            )
             ann_id += 1
         dets = []
         n_dets = 130 if n == 3 else rng.randint(0, 25)  # > 100 in one image
@@ -116,25 +147,44 @@ def test_coco_segm_ap_equals_cocoeval(seed: int, int_ids: bool) -> None:
             mask, cat = _blob(rng, h, w), rng.choice([1, 1, 2, 5, 7, 9])
             if gts and rng.random() < 0.6:  # a shifted copy of a ground truth
                 g = rng.choice(gts)
-                mask = np.roll(mask_utils.decode(g["segmentation"]), rng.randint(0, 2), axis=rng.randint(0, 1))
+                mask = np.roll(
+                    mask_utils.decode(g["segmentation"]), rng.randint(0, 2), axis=rng.randint(0, 1)
+                )
                 cat = g["category_id"] if rng.random() < 0.8 else cat
-            dets.append({"image_id": image_id, "category_id": cat,
-                         "segmentation": mask_utils.encode(np.asfortranarray(mask)),
-                         "score": rng.choice([0.5, 0.25, 0.9, round(rng.random(), 3)])})  # ties
+            dets.append(
+                {
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "segmentation": mask_utils.encode(np.asfortranarray(mask)),
+                    "score": rng.choice([0.5, 0.25, 0.9, round(rng.random(), 3)]),
+                }
+            )  # ties
         gt_anns += gts
         results += dets
-        ious = mask_ious([d["segmentation"] for d in dets], [g["segmentation"] for g in gts],
-                         [bool(g["iscrowd"]) for g in gts])
-        ours.append(InstanceImage(image_id, np.array([g["id"] for g in gts]),
-                                  np.array([g["category_id"] for g in gts]),
-                                  np.array([bool(g["iscrowd"]) for g in gts]),
-                                  np.array([d["category_id"] for d in dets]),
-                                  np.array([d["score"] for d in dets]), ious))
+        ious = mask_ious(
+            [d["segmentation"] for d in dets],
+            [g["segmentation"] for g in gts],
+            [bool(g["iscrowd"]) for g in gts],
+        )
+        ours.append(
+            InstanceImage(
+                image_id,
+                np.array([g["id"] for g in gts]),
+                np.array([g["category_id"] for g in gts]),
+                np.array([bool(g["iscrowd"]) for g in gts]),
+                np.array([d["category_id"] for d in dets]),
+                np.array([d["score"] for d in dets]),
+                ious,
+            )
+        )
     images = [{"id": im.image_id, "height": h, "width": w} for im in ours]
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "annotations": gt_anns,
-                           "categories": [{"id": c} for c in cat_ids]}
+        coco_gt.dataset = {
+            "images": images,
+            "annotations": gt_anns,
+            "categories": [{"id": c} for c in cat_ids],
+        }
         coco_gt.createIndex()
         ev = COCOeval(coco_gt, coco_gt.loadRes(results), "segm")
         ev.evaluate()
@@ -194,8 +244,12 @@ def test_assembly_merges_stuff_and_cuts_top_100() -> None:
 
 def test_class_cosines_take_the_best_synonym() -> None:
     def encoder(texts: list[str]) -> np.ndarray:
-        table = {"a car": [1.0, 0.0], "There is a car in the scene.": [0.8, 0.6],
-                 "There is a auto in the scene.": [1.0, 0.1], "There is a road in the scene.": [0.0, 1.0]}
+        table = {
+            "a car": [1.0, 0.0],
+            "There is a car in the scene.": [0.8, 0.6],
+            "There is a auto in the scene.": [1.0, 0.1],
+            "There is a road in the scene.": [0.0, 1.0],
+        }
         return np.array([table[t] for t in texts])
 
     cos = class_cosines(["a car"], [["car", "auto"], ["road"]], encoder)

@@ -34,8 +34,11 @@ def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> di
     ranked = sorted(pan["categories"], key=lambda c: c["id"])
     thing = {k for k, c in enumerate(ranked) if c.get("isthing") == 1}
     lines = paths["vocabulary"].read_text().splitlines()
-    vocab = [line.split(":")[1].replace(", ", ",").split(",")
-             for line in lines if line.split(":")[1] != "invalid_class_id"]
+    vocab = [
+        line.split(":")[1].replace(", ", ",").split(",")
+        for line in lines
+        if line.split(":")[1] != "invalid_class_id"
+    ]
     texts = {}
     for line in preds.read_text().splitlines():
         row = json.loads(line)
@@ -51,13 +54,18 @@ def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> di
         outputs.append(out)
     sem_paths = {a["image_id"]: paths["semantic_root"] / a["file_name"] for a in pan["annotations"]}
     if "gtFine" in pan["annotations"][0]["file_name"]:  # Cityscapes layout
-        sem_paths = {i: paths["semantic_root"] / i.split("_")[0] / f"{i}_gtFine_labelTrainIds.png"
-                     for i in sem_paths}
-    return reference_metrics(outputs, paths["panoptic_json"], paths["panoptic_root"], sem_paths,
-                             instances_gt)
+        sem_paths = {
+            i: paths["semantic_root"] / i.split("_")[0] / f"{i}_gtFine_labelTrainIds.png"
+            for i in sem_paths
+        }
+    return reference_metrics(
+        outputs, paths["panoptic_json"], paths["panoptic_root"], sem_paths, instances_gt
+    )
 
 
-def evalkit_score(task: str, paths: dict[str, Path], preds: Path, out: Path, keys: list[str]) -> dict:
+def evalkit_score(
+    task: str, paths: dict[str, Path], preds: Path, out: Path, keys: list[str]
+) -> dict:
     args = ["score", "--task", task, "--predictions", str(preds), "--output", str(out)]
     for key in keys:
         args += ["--data", f"{key}={paths[key]}"]
@@ -68,15 +76,25 @@ def evalkit_score(task: str, paths: dict[str, Path], preds: Path, out: Path, key
 ADE_KEYS = ["panoptic_json", "panoptic_root", "semantic_root", "instances_json", "vocabulary"]
 
 
-@pytest.mark.parametrize(("seed", "n_classes", "n_things", "segments"), [
-    (0, 12, 7, 15),  # a dozen classes: 15 x 12 pairs, the top-100 cut matters
-    (1, 12, 5, 9),   # fewer real pairs than 100: padding pairs fill the top 100
-    (2, 40, 25, 20),
-])
-def test_ade20k_ovseg_matches_reference_tools(tmp_path: Path, fake_minilm: None, seed: int,
-                                              n_classes: int, n_things: int, segments: int) -> None:
-    paths = make_dataset(tmp_path / "data", n_images=5, n_classes=n_classes, n_things=n_things,
-                         segments=segments, seed=seed)
+@pytest.mark.parametrize(
+    ("seed", "n_classes", "n_things", "segments"),
+    [
+        (0, 12, 7, 15),  # a dozen classes: 15 x 12 pairs, the top-100 cut matters
+        (1, 12, 5, 9),  # fewer real pairs than 100: padding pairs fill the top 100
+        (2, 40, 25, 20),
+    ],
+)
+def test_ade20k_ovseg_matches_reference_tools(
+    tmp_path: Path, fake_minilm: None, seed: int, n_classes: int, n_things: int, segments: int
+) -> None:
+    paths = make_dataset(
+        tmp_path / "data",
+        n_images=5,
+        n_classes=n_classes,
+        n_things=n_things,
+        segments=segments,
+        seed=seed,
+    )
     preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=seed)
     ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
     instances_gt = json.loads(paths["instances_json"].read_text())
@@ -88,15 +106,20 @@ def test_ade20k_ovseg_matches_reference_tools(tmp_path: Path, fake_minilm: None,
 
 
 @pytest.mark.parametrize("seed", [5, 6])
-def test_cityscapes_ovseg_matches_reference_tools(tmp_path: Path, fake_minilm: None, seed: int) -> None:
+def test_cityscapes_ovseg_matches_reference_tools(
+    tmp_path: Path, fake_minilm: None, seed: int
+) -> None:
     """Cityscapes layout: label ids ranked into trainIds, city folders, AP on instances
     derived from the panoptic thing segments (crowds as iscrowd)."""
-    paths = make_dataset(tmp_path / "data", n_images=4, n_classes=19, n_things=8, seed=seed,
-                         layout="cityscapes")
+    paths = make_dataset(
+        tmp_path / "data", n_images=4, n_classes=19, n_things=8, seed=seed, layout="cityscapes"
+    )
     preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=seed, p_correct=0.7)
     keys = [k for k in ADE_KEYS if k != "instances_json"]
     ours = evalkit_score("cityscapes_ovseg", paths, preds, tmp_path / "out", keys)
-    ref = reference_for(paths, preds, derived_instances(paths["panoptic_json"], paths["panoptic_root"]))
+    ref = reference_for(
+        paths, preds, derived_instances(paths["panoptic_json"], paths["panoptic_root"])
+    )
     for name, value in ref.items():
         assert ours["metrics"][name] == pytest.approx(value, abs=1e-6), name
 

@@ -6,8 +6,9 @@ Files, as the standard preparation scripts write them:
   ``panoptic_root`` — one RGB PNG per annotation, segment id = R + 256 G + 256² B (``rgb2id``),
   0 = VOID. Cityscapes: cityscapesScripts ``createPanopticImgs``; ADE20K-150: Mask2Former's
   ``prepare_ade20k_pan_seg`` (string image ids).
-* ``semantic_root`` — per-pixel class index, 255 = ignore: ADE ``annotations_detectron2/validation/<name>.png``;
-  Cityscapes ``gtFine/val/<city>/<image id>_gtFine_labelTrainIds.png``.
+* ``semantic_root`` — per-pixel class index, 255 = ignore: ADE
+  ``annotations_detectron2/validation/<name>.png``; Cityscapes
+  ``gtFine/val/<city>/<image id>_gtFine_labelTrainIds.png``.
 * ``vocabulary`` — Osprey's ``*_with_prompt_eng.txt``: lines ``idx:syn1,syn2,...``; a first line
   ``0:invalid_class_id`` (ADE) shifts class indices by one.
 
@@ -88,12 +89,16 @@ def _load_panoptic_set(
         raise DataError(json_path, f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
     raw = load_json(json_path)
     if not isinstance(raw, dict) or not {"annotations", "categories"} <= raw.keys():
-        raise DataError(json_path, "expected a COCO panoptic object with 'annotations' and 'categories'")
+        raise DataError(
+            json_path, "expected a COCO panoptic object with 'annotations' and 'categories'"
+        )
     json_order: list[Category] = []
     for k, cat in enumerate(raw["categories"]):
         if not isinstance(cat, dict) or not {"id", "name"} <= cat.keys():
             raise DataError(json_path, "a category needs 'id' and 'name'", f"categories[{k}]")
-        json_order.append(Category(int(cat["id"]), str(cat["name"]), cat.get("isthing", 0) == 1, -1))
+        json_order.append(
+            Category(int(cat["id"]), str(cat["name"]), cat.get("isthing", 0) == 1, -1)
+        )
     ranked = sorted(json_order, key=lambda c: c.id)
     index = {c.id: i for i, c in enumerate(ranked)}
     if len(index) != len(ranked):
@@ -105,8 +110,13 @@ def _load_panoptic_set(
     seen: set[Any] = set()
     for k, ann in enumerate(raw["annotations"]):
         where = f"annotations[{k}]"
-        if not isinstance(ann, dict) or not {"image_id", "file_name", "segments_info"} <= ann.keys():
-            raise DataError(json_path, "an annotation needs image_id, file_name, segments_info", where)
+        if (
+            not isinstance(ann, dict)
+            or not {"image_id", "file_name", "segments_info"} <= ann.keys()
+        ):
+            raise DataError(
+                json_path, "an annotation needs image_id, file_name, segments_info", where
+            )
         image_id = ann["image_id"]
         where = f"annotations[{k}] (image {image_id})"
         if image_id in seen:
@@ -117,13 +127,21 @@ def _load_panoptic_set(
             if not isinstance(seg, dict) or not {"id", "category_id"} <= seg.keys():
                 raise DataError(json_path, "a segment needs 'id' and 'category_id'", where)
             if seg["category_id"] not in by_id:
-                raise DataError(json_path, f"segment {seg['id']} has unknown category {seg['category_id']}", where)
+                raise DataError(
+                    json_path,
+                    f"segment {seg['id']} has unknown category {seg['category_id']}",
+                    where,
+                )
             if int(seg["id"]) == 0:
                 raise DataError(json_path, "segment id 0 is VOID and cannot be a segment", where)
             area = seg.get("area")
             if area is None:
                 raise DataError(json_path, f"segment {seg['id']} has no 'area'", where)
-            segments.append(Segment(int(seg["id"]), int(seg["category_id"]), int(area), seg.get("iscrowd", 0) == 1))
+            segments.append(
+                Segment(
+                    int(seg["id"]), int(seg["category_id"]), int(area), seg.get("iscrowd", 0) == 1
+                )
+            )
         if len({s.id for s in segments}) != len(segments):
             raise DataError(json_path, "duplicate segment ids", where)
         image = images.get(image_id, {"id": image_id})
@@ -179,8 +197,12 @@ def read_segment_map(pset: PanopticSet, ann: PanopticAnnotation) -> SegmentMap:
     id_map = read_id_map(path, record)
     height, width = ann.image.get("height"), ann.image.get("width")
     if height is not None and width is not None and id_map.shape != (int(height), int(width)):
-        raise DataError(path, f"PNG is {id_map.shape[1]}x{id_map.shape[0]} but {pset.json_path.name} "
-                        f"says {width}x{height}", record)
+        raise DataError(
+            path,
+            f"PNG is {id_map.shape[1]}x{id_map.shape[0]} but {pset.json_path.name} "
+            f"says {width}x{height}",
+            record,
+        )
     ids = ann.sorted_ids
     pos = np.searchsorted(ids, id_map)
     pos_clipped = np.minimum(pos, max(len(ids) - 1, 0))
@@ -189,12 +211,16 @@ def read_segment_map(pset: PanopticSet, ann: PanopticAnnotation) -> SegmentMap:
     unknown = ~known & ~void
     if unknown.any():
         missing = sorted({int(v) for v in np.unique(id_map[unknown])[:10]})
-        raise DataError(path, f"segment ids {missing} are in the PNG but not in {pset.json_path.name}", record)
+        raise DataError(
+            path, f"segment ids {missing} are in the PNG but not in {pset.json_path.name}", record
+        )
     index = np.where(known, pos_clipped, len(ids))
     counts = np.bincount(index.ravel(), minlength=len(ids) + 1)
     absent = [int(i) for i, c in zip(ids.tolist(), counts[:-1].tolist(), strict=True) if c == 0]
     if absent:
-        raise DataError(path, f"segments {absent} of {pset.json_path.name} have no pixel in the PNG", record)
+        raise DataError(
+            path, f"segments {absent} of {pset.json_path.name} have no pixel in the PNG", record
+        )
     has_void = bool(counts[-1] > 0)
     # The reference enumerates np.unique of the PNG (VOID included) and stops at 300 entries.
     n_queries = min(len(ids), MAX_QUERIES - 1 if has_void else MAX_QUERIES)
@@ -209,8 +235,11 @@ def read_semantic(path: Path, shape: tuple[int, ...], record: str) -> np.ndarray
     if sem.ndim != 2:
         raise DataError(path, f"expected a one-channel label PNG, got shape {sem.shape}", record)
     if sem.shape != shape:
-        raise DataError(path, f"semantic PNG is {sem.shape[1]}x{sem.shape[0]}, panoptic PNG "
-                        f"{shape[1]}x{shape[0]}", record)
+        raise DataError(
+            path,
+            f"semantic PNG is {sem.shape[1]}x{sem.shape[0]}, panoptic PNG {shape[1]}x{shape[0]}",
+            record,
+        )
     return sem
 
 
@@ -239,10 +268,14 @@ def read_vocabulary(path: Path, num_classes: int) -> Vocabulary:
     synonyms: list[list[str]] = []
     for k, (idx, names, lineno) in enumerate(classes):
         if idx - offset != k:
-            raise DataError(path, f"index {idx} out of order (expected {k + offset})", f"line {lineno}")
+            raise DataError(
+                path, f"index {idx} out of order (expected {k + offset})", f"line {lineno}"
+            )
         synonyms.append(names.replace(", ", ",").split(","))
     if len(synonyms) != num_classes:
-        raise DataError(path, f"{len(synonyms)} classes but the panoptic JSON has {num_classes} categories")
+        raise DataError(
+            path, f"{len(synonyms)} classes but the panoptic JSON has {num_classes} categories"
+        )
     return Vocabulary(path, synonyms)
 
 
@@ -270,7 +303,9 @@ def complete_data(
 
 def panoptic_inputs(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> PanopticSet:
     layout = str(options.get("layout", "flat"))
-    return load_panoptic_set(require_path(data, "panoptic_json"), require_path(data, "panoptic_root"), layout)
+    return load_panoptic_set(
+        require_path(data, "panoptic_json"), require_path(data, "panoptic_root"), layout
+    )
 
 
 def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool) -> list[Sample]:
@@ -285,19 +320,28 @@ def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool)
         regions: dict[int, Region] = {}
         if with_regions:
             segmap = read_segment_map(pset, ann)
-            regions = {sid: Region.from_mask(np.asfortranarray(segmap.index == k).astype(np.uint8))
-                       for k, sid in enumerate(ids)}
+            regions = {
+                sid: Region.from_mask(np.asfortranarray(segmap.index == k).astype(np.uint8))
+                for k, sid in enumerate(ids)
+            }
         for sid in ids:
             category = pset.by_id[by_seg[sid].category_id]
-            samples.append(Sample(
-                id=f"{ann.image_id}#{sid}",
-                image=image,
-                regions=[regions[sid]] if with_regions else [],
-                target=category.name,
-                image_path=str(images / image) if images is not None else None,
-                meta={"image_id": ann.image_id, "segment_id": sid, "category_id": category.id,
-                      "isthing": category.isthing, "iscrowd": by_seg[sid].iscrowd},
-            ))
+            samples.append(
+                Sample(
+                    id=f"{ann.image_id}#{sid}",
+                    image=image,
+                    regions=[regions[sid]] if with_regions else [],
+                    target=category.name,
+                    image_path=str(images / image) if images is not None else None,
+                    meta={
+                        "image_id": ann.image_id,
+                        "segment_id": sid,
+                        "category_id": category.id,
+                        "isthing": category.isthing,
+                        "iscrowd": by_seg[sid].iscrowd,
+                    },
+                )
+            )
     return samples
 
 
@@ -311,6 +355,9 @@ def read_coco_panoptic(data: Mapping[str, Path | None], options: Mapping[str, An
     samples = samples_from_set(pset, images, with_regions=images is not None)
     files = [p for p in (pset.json_path, vocabulary, data.get("instances_json")) if p is not None]
     n_things = sum(c.isthing for c in pset.categories)
-    note = (f"{pset.json_path.name}: {len(pset.annotations)} images, {len(samples)} segments, "
-            f"{len(pset.categories)} classes ({n_things} things, {len(pset.categories) - n_things} stuff)")
+    note = (
+        f"{pset.json_path.name}: {len(pset.annotations)} images, {len(samples)} segments, "
+        f"{len(pset.categories)} classes ({n_things} things, "
+        f"{len(pset.categories) - n_things} stuff)"
+    )
     return ReadResult(samples, files, [note])

@@ -48,7 +48,9 @@ def shapes_categories() -> list[dict[str, Any]]:
     names = [f"{c}_{s}" for c in COLOURS for s in SHAPES] + [f"house:{p}" for p in HOUSE_PARTS]
     cats = [{"id": 1, "name": "background", "isthing": 0, "supercategory": "stuff"}]
     for k, name in enumerate(names, start=2):
-        cats.append({"id": k, "name": category_phrase(name), "isthing": 1, "supercategory": "shape"})
+        cats.append(
+            {"id": k, "name": category_phrase(name), "isthing": 1, "supercategory": "shape"}
+        )
     return cats
 
 
@@ -95,23 +97,40 @@ def write_ovseg_split(split_dir: Path, out: Path) -> None:
         Image.fromarray(sem).save(out / "semantic" / f"{name}.png", compress_level=1)
         h, w = ids.shape
         images.append({"id": name, "file_name": scene["file_name"], "height": h, "width": w})
-        annotations.append({
-            "image_id": name, "file_name": f"{name}.png",
-            "segments_info": [
-                {"id": sid, "category_id": cid, "area": area, "iscrowd": 0,
-                 "bbox": _bbox(pan == sid)}
-                for sid, cid, area in sorted(segments)
-            ],
-        })
-    (out / "panoptic.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": cats}))
-    lines = [f"{k}:{','.join(synonyms(c['name']))}" for k, c in enumerate(sorted(cats, key=lambda c: c["id"]))]
+        annotations.append(
+            {
+                "image_id": name,
+                "file_name": f"{name}.png",
+                "segments_info": [
+                    {
+                        "id": sid,
+                        "category_id": cid,
+                        "area": area,
+                        "iscrowd": 0,
+                        "bbox": _bbox(pan == sid),
+                    }
+                    for sid, cid, area in sorted(segments)
+                ],
+            }
+        )
+    (out / "panoptic.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": cats})
+    )
+    lines = [
+        f"{k}:{','.join(synonyms(c['name']))}"
+        for k, c in enumerate(sorted(cats, key=lambda c: c["id"]))
+    ]
     (out / "vocabulary.txt").write_text("\n".join(lines) + "\n")
 
 
 def _bbox(mask: np.ndarray) -> list[int]:
     ys, xs = np.nonzero(mask)
-    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+    return [
+        int(xs.min()),
+        int(ys.min()),
+        int(xs.max() - xs.min() + 1),
+        int(ys.max() - ys.min() + 1),
+    ]
 
 
 def ensure_ovseg(split: str) -> Path:
@@ -142,7 +161,10 @@ def shapes_ovseg_data(
     """Generated paths for the keys the user did not give."""
     split = str(options.get("split", "val"))
     out = dict(data)
-    if all(out.get(k) is not None for k in ("panoptic_json", "panoptic_root", "semantic_root", "vocabulary")):
+    if all(
+        out.get(k) is not None
+        for k in ("panoptic_json", "panoptic_root", "semantic_root", "vocabulary")
+    ):
         return out
     root = ensure_ovseg(split)
     defaults = {

@@ -68,7 +68,9 @@ def mask_ious(det_rles: list[dict], gt_rles: list[dict], gt_crowd: Sequence[bool
     return np.asarray(mask_utils.iou(det_rles, gt_rles, [int(c) for c in gt_crowd]), dtype=float)
 
 
-def _match(ious: np.ndarray, gt_ids: np.ndarray, crowd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _match(
+    ious: np.ndarray, gt_ids: np.ndarray, crowd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy COCO matching for one image and category; rows = detections in score order,
     columns = ground truth sorted non-crowd first. Returns (matched, ignored), both (T, D)."""
     n_det, n_gt = ious.shape
@@ -133,7 +135,9 @@ def coco_segm_ap(
             d_sel = np.flatnonzero(det_cats == cat)
             g_sel = np.flatnonzero(gt_cats == cat)
             per_cat[k].append(
-                _evaluate_pair(scores[d_sel], ious[np.ix_(d_sel, g_sel)], gt_ids[g_sel], crowd[g_sel], max_dets)
+                _evaluate_pair(
+                    scores[d_sel], ious[np.ix_(d_sel, g_sel)], gt_ids[g_sel], crowd[g_sel], max_dets
+                )
             )
     n_t, n_r = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
     precision = -np.ones((n_t, n_r, len(cats)))

@@ -1,4 +1,4 @@
-"""Open-vocabulary segmentation from region answers, as Osprey's ``eval_open_vocab_seg_detectron2.py``.
+"""Open-vocabulary segmentation from region answers (Osprey's ``eval_open_vocab_seg_detectron2``).
 
 Each ground-truth segment is one query whose answer is mapped to class scores by sentence
 similarity; Mask2Former-style inference then turns (query scores, query masks) into a
@@ -47,7 +47,9 @@ def clean_answer(text: str) -> str:
     return text.strip()
 
 
-def class_cosines(answers: Sequence[str], synonyms: Sequence[Sequence[str]], encoder: Encoder) -> np.ndarray:
+def class_cosines(
+    answers: Sequence[str], synonyms: Sequence[Sequence[str]], encoder: Encoder
+) -> np.ndarray:
     """(n, C): per class, the max cosine between an answer and ``TEMPLATE`` of each synonym."""
     sentences = [TEMPLATE.format(name) for names in synonyms for name in names]
     starts = np.cumsum([0] + [len(names) for names in synonyms])[:-1]
@@ -58,12 +60,12 @@ def class_cosines(answers: Sequence[str], synonyms: Sequence[Sequence[str]], enc
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     cos = a @ b.T
-    return np.maximum.reduceat(cos, starts, axis=1)  # type: ignore[no-any-return]
+    return np.maximum.reduceat(cos, starts, axis=1)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def query_log_probs(cosines: np.ndarray, num_queries: int = NUM_QUERIES) -> np.ndarray:
@@ -76,7 +78,7 @@ def query_log_probs(cosines: np.ndarray, num_queries: int = NUM_QUERIES) -> np.n
     void = np.ones((num_queries, 1))
     void[:n] = 0.0
     probs = np.concatenate([_softmax(logits) * (1.0 - void), void], axis=1)
-    return np.log(probs + 1e-8)  # type: ignore[no-any-return]
+    return np.log(probs + 1e-8)
 
 
 @dataclass
@@ -96,7 +98,9 @@ class AssembledImage:
     det_score: np.ndarray  # (D,)
 
 
-def assemble(cosines: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncovered: int) -> AssembledImage:
+def assemble(
+    cosines: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncovered: int
+) -> AssembledImage:
     """Semantic, panoptic and instance outputs of one image.
 
     ``cosines`` (Q, C) for the Q real queries in query order; ``areas`` (Q,) their pixel
@@ -122,7 +126,9 @@ def assemble(cosines: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncove
     return AssembledImage(semantic_class, panoptic, det_query, det_class, det_score)
 
 
-def _panoptic(probs: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncovered: int) -> list[PanopticSegment]:
+def _panoptic(
+    probs: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncovered: int
+) -> list[PanopticSegment]:
     n_real = len(areas)
     void_index = probs.shape[1] - 1
     labels = probs.argmax(axis=1)

@@ -24,13 +24,17 @@ def confusion_matrix(
     valid = (gt >= 0) & (gt < num_classes)
     bad = ~valid & (gt != ignore_label)
     if bad.any():
-        raise ValueError(f"ground-truth label {int(gt[bad][0])} is neither a class (< {num_classes}) "
-                         f"nor the ignore label {ignore_label}")
+        raise ValueError(
+            f"ground-truth label {int(gt[bad][0])} is neither a class (< {num_classes}) "
+            f"nor the ignore label {ignore_label}"
+        )
     gt = np.where(valid, gt, num_classes)
     pred = pred.astype(np.int64)
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise ValueError(f"predicted class outside [0, {num_classes})")
-    counts = np.bincount((num_classes + 1) * pred.ravel() + gt.ravel(), minlength=(num_classes + 1) ** 2)
+    counts = np.bincount(
+        (num_classes + 1) * pred.ravel() + gt.ravel(), minlength=(num_classes + 1) ** 2
+    )
     return counts.reshape(num_classes + 1, num_classes + 1)
 
 

@@ -59,8 +59,15 @@ def load_instance_truth(path: Path) -> InstanceTruth:
         raise DataError(path, "expected a COCO instance object with 'annotations' and 'categories'")
     by_image: dict[Any, list[dict[str, Any]]] = {}
     for k, ann in enumerate(raw["annotations"]):
-        if not isinstance(ann, dict) or not {"id", "image_id", "category_id", "segmentation"} <= ann.keys():
-            raise DataError(path, "an annotation needs id, image_id, category_id, segmentation", f"annotations[{k}]")
+        if (
+            not isinstance(ann, dict)
+            or not {"id", "image_id", "category_id", "segmentation"} <= ann.keys()
+        ):
+            raise DataError(
+                path,
+                "an annotation needs id, image_id, category_id, segmentation",
+                f"annotations[{k}]",
+            )
         by_image.setdefault(ann["image_id"], []).append(ann)
     return InstanceTruth(path, [int(c["id"]) for c in raw["categories"]], by_image)
 
@@ -75,29 +82,45 @@ def _decode(ann: dict[str, Any], height: int, width: int, path: Path) -> dict[st
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
     elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
         if list(seg["size"]) != [height, width]:
-            raise DataError(path, f"mask is {seg['size'][1]}x{seg['size'][0]}, the panoptic PNG "
-                            f"{width}x{height}", where)
+            raise DataError(
+                path,
+                f"mask is {seg['size'][1]}x{seg['size'][0]}, the panoptic PNG {width}x{height}",
+                where,
+            )
         rle = mask_utils.frPyObjects(seg, height, width) if isinstance(seg["counts"], list) else seg
     else:
         raise DataError(path, "segmentation must be polygons or RLE", where)
-    return rle  # type: ignore[no-any-return]
+    return rle
 
 
 def instance_image(
-    ann: PanopticAnnotation, segmap: SegmentMap, assembled: AssembledImage, pset: PanopticSet,
+    ann: PanopticAnnotation,
+    segmap: SegmentMap,
+    assembled: AssembledImage,
+    pset: PanopticSet,
     truth: InstanceTruth | None,
 ) -> InstanceImage:
     n_q = segmap.n_queries
-    det_cats = np.array([pset.categories[c].id for c in assembled.det_class.tolist()], dtype=np.int64)
+    det_cats = np.array(
+        [pset.categories[c].id for c in assembled.det_class.tolist()], dtype=np.int64
+    )
     real = assembled.det_query < n_q
     if truth is None:  # ground truth = the panoptic thing segments: IoU 1 with itself, else 0
         things = [s for s in ann.segments if pset.by_id[s.category_id].isthing]
         gt_ids = np.array([s.id for s in things], dtype=np.int64)
-        det_ids = np.where(real, segmap.ids[np.minimum(assembled.det_query, len(segmap.ids) - 1)], -1)
+        det_ids = np.where(
+            real, segmap.ids[np.minimum(assembled.det_query, len(segmap.ids) - 1)], -1
+        )
         ious = (det_ids[:, None] == gt_ids[None, :]).astype(float)
-        return InstanceImage(ann.image_id, gt_ids, np.array([s.category_id for s in things], dtype=np.int64),
-                             np.array([s.iscrowd for s in things], dtype=bool), det_cats,
-                             assembled.det_score, ious)
+        return InstanceImage(
+            ann.image_id,
+            gt_ids,
+            np.array([s.category_id for s in things], dtype=np.int64),
+            np.array([s.iscrowd for s in things], dtype=bool),
+            det_cats,
+            assembled.det_score,
+            ious,
+        )
     gts = truth.by_image.get(ann.image_id, [])
     height, width = segmap.index.shape
     n_seg = len(segmap.ids)
@@ -111,19 +134,28 @@ def instance_image(
         rle = _decode(gt, height, width, truth.path)
         # count segment pixels inside the instance within its box only
         x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
-        mask = np.asarray(mask_utils.decode(rle)[y:y + h, x:x + w], dtype=bool)
-        inter_by_seg = np.bincount(segmap.index[y:y + h, x:x + w][mask], minlength=n_seg + 1)[:n_seg]
+        mask = np.asarray(mask_utils.decode(rle)[y : y + h, x : x + w], dtype=bool)
+        inter_by_seg = np.bincount(segmap.index[y : y + h, x : x + w][mask], minlength=n_seg + 1)[
+            :n_seg
+        ]
         inter = np.zeros(len(real))
         inter[real] = inter_by_seg[assembled.det_query[real]]
         union = det_area if crowd[j] else det_area + int(mask_utils.area(rle)) - inter
         ious[:, j] = np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
-    return InstanceImage(ann.image_id, np.array([g["id"] for g in gts], dtype=np.int64),
-                         np.array([g["category_id"] for g in gts], dtype=np.int64), crowd, det_cats,
-                         assembled.det_score, ious)
+    return InstanceImage(
+        ann.image_id,
+        np.array([g["id"] for g in gts], dtype=np.int64),
+        np.array([g["category_id"] for g in gts], dtype=np.int64),
+        crowd,
+        det_cats,
+        assembled.det_score,
+        ious,
+    )
 
 
-def panoptic_image(ann: PanopticAnnotation, segmap: SegmentMap, assembled: AssembledImage,
-                   pset: PanopticSet) -> PanopticImage:
+def panoptic_image(
+    ann: PanopticAnnotation, segmap: SegmentMap, assembled: AssembledImage, pset: PanopticSet
+) -> PanopticImage:
     preds: list[Segment] = []
     intersections: dict[tuple[int, int], int] = {}
     for seg in assembled.panoptic:
@@ -136,16 +168,27 @@ def panoptic_image(ann: PanopticAnnotation, segmap: SegmentMap, assembled: Assem
     return PanopticImage(ann.segments, preds, intersections, ann.image_id)
 
 
-def semantic_confusion(segmap: SegmentMap, assembled: AssembledImage, sem: np.ndarray, n_classes: int,
-                       path: Path, record: str) -> np.ndarray:
+def semantic_confusion(
+    segmap: SegmentMap,
+    assembled: AssembledImage,
+    sem: np.ndarray,
+    n_classes: int,
+    path: Path,
+    record: str,
+) -> np.ndarray:
     bad = (sem >= n_classes) & (sem != IGNORE_LABEL)
     if bad.any():
-        raise DataError(path, f"label {int(sem[bad][0])} is neither a class (< {n_classes}) nor "
-                        f"{IGNORE_LABEL}", record)
+        raise DataError(
+            path,
+            f"label {int(sem[bad][0])} is neither a class (< {n_classes}) nor {IGNORE_LABEL}",
+            record,
+        )
     gt = np.where(sem == IGNORE_LABEL, n_classes, sem).astype(np.int64)
     n_seg = len(segmap.ids)
-    joint = np.bincount((segmap.index.ravel() * (n_classes + 1) + gt.ravel()),
-                        minlength=(n_seg + 1) * (n_classes + 1)).reshape(n_seg + 1, n_classes + 1)
+    joint = np.bincount(
+        (segmap.index.ravel() * (n_classes + 1) + gt.ravel()),
+        minlength=(n_seg + 1) * (n_classes + 1),
+    ).reshape(n_seg + 1, n_classes + 1)
     lut = np.zeros(n_seg + 1, dtype=np.int64)  # uncovered pixels: class 0
     lut[: segmap.n_queries] = assembled.semantic_class
     conf = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
@@ -160,11 +203,14 @@ class OpenVocabSegmentation(TaskProtocol):
     ) -> ScoreResult:
         data = complete_data(self.card.reader, data, self.card.reader_args)
         layout = str(self.card.reader_args.get("layout", "flat"))
-        pset = load_panoptic_set(require_path(data, "panoptic_json"), require_path(data, "panoptic_root"), layout)
+        pset = load_panoptic_set(
+            require_path(data, "panoptic_json"), require_path(data, "panoptic_root"), layout
+        )
         n_classes = len(pset.categories)
         vocab = read_vocabulary(require_path(data, "vocabulary"), n_classes)
         semantic_root = require_path(data, "semantic_root")
-        truth = load_instance_truth(data["instances_json"]) if data.get("instances_json") else None
+        instances_json = data.get("instances_json")
+        truth = load_instance_truth(instances_json) if instances_json is not None else None
         answers = [clean_answer(texts[s.id]) for s in samples]
         cosines = class_cosines(answers, vocab.synonyms, minilm())
         row_of = {s.id: k for k, s in enumerate(samples)}
@@ -183,7 +229,9 @@ class OpenVocabSegmentation(TaskProtocol):
             rows = np.array([row_of[k] for k in keys[: segmap.n_queries]], dtype=np.int64)
             counts["segments_beyond_query_limit"] += len(keys) - segmap.n_queries
             uncovered = int(segmap.index.size - segmap.counts[: segmap.n_queries].sum())
-            assembled = assemble(cosines[rows], segmap.counts[: segmap.n_queries], isthing, uncovered)
+            assembled = assemble(
+                cosines[rows], segmap.counts[: segmap.n_queries], isthing, uncovered
+            )
             predicted_class[rows] = assembled.semantic_class
             record = f"image {ann.image_id}"
             sem_path = semantic_file(layout, semantic_root, ann)
@@ -197,27 +245,48 @@ class OpenVocabSegmentation(TaskProtocol):
         ap = coco_segm_ap(inst_images, thing_ids)
         sem_res = semseg_metrics(conf)
         metrics = {
-            "pq": 100 * pq.splits["all"]["pq"], "sq": 100 * pq.splits["all"]["sq"],
-            "rq": 100 * pq.splits["all"]["rq"], "pq_th": 100 * pq.splits["things"]["pq"],
-            "pq_st": 100 * pq.splits["stuff"]["pq"], "ap": 100 * ap.ap, "ap50": 100 * ap.ap50,
+            "pq": 100 * pq.splits["all"]["pq"],
+            "sq": 100 * pq.splits["all"]["sq"],
+            "rq": 100 * pq.splits["all"]["rq"],
+            "pq_th": 100 * pq.splits["things"]["pq"],
+            "pq_st": 100 * pq.splits["stuff"]["pq"],
+            "ap": 100 * ap.ap,
+            "ap50": 100 * ap.ap50,
             "miou": 100 * sem_res.miou,
         }
         per_sample = [
-            {"id": s.id, "image": s.image, "segment_id": s.meta.get("segment_id"),
-             "prediction": texts[s.id], "target": s.target,
-             "predicted_class": vocab.synonyms[int(predicted_class[k])][0].strip(),
-             "cosine": round(float(cosines[k, predicted_class[k]]), 6)}
+            {
+                "id": s.id,
+                "image": s.image,
+                "segment_id": s.meta.get("segment_id"),
+                "prediction": texts[s.id],
+                "target": s.target,
+                "predicted_class": vocab.synonyms[int(predicted_class[k])][0].strip(),
+                "cosine": round(float(cosines[k, predicted_class[k]]), 6),
+            }
             for k, s in enumerate(samples)
         ]
         deviations = list(self.args.get("notes", []))
-        deviations.append("instance AP ground truth: " + (
-            f"{truth.path.name}" if truth else "panoptic thing segments (crowds as iscrowd)"))
+        deviations.append(
+            "instance AP ground truth: "
+            + (f"{truth.path.name}" if truth else "panoptic thing segments (crowds as iscrowd)")
+        )
         if counts["images_skipped"]:
-            deviations.append(f"{counts['images_skipped']} images without answers for all their "
-                              "segments are left out of every metric")
-        extra = {"metrics_detail": {
-            "sq_th": 100 * pq.splits["things"]["sq"], "rq_th": 100 * pq.splits["things"]["rq"],
-            "sq_st": 100 * pq.splits["stuff"]["sq"], "rq_st": 100 * pq.splits["stuff"]["rq"],
-            "fwiou": 100 * sem_res.fwiou, "macc": 100 * sem_res.macc, "pacc": 100 * sem_res.pacc,
-        }}
-        return ScoreResult(metrics, per_sample, deviations, {**counts, "regions": len(samples)}, extra)
+            deviations.append(
+                f"{counts['images_skipped']} images without answers for all their "
+                "segments are left out of every metric"
+            )
+        extra = {
+            "metrics_detail": {
+                "sq_th": 100 * pq.splits["things"]["sq"],
+                "rq_th": 100 * pq.splits["things"]["rq"],
+                "sq_st": 100 * pq.splits["stuff"]["sq"],
+                "rq_st": 100 * pq.splits["stuff"]["rq"],
+                "fwiou": 100 * sem_res.fwiou,
+                "macc": 100 * sem_res.macc,
+                "pacc": 100 * sem_res.pacc,
+            }
+        }
+        return ScoreResult(
+            metrics, per_sample, deviations, {**counts, "regions": len(samples)}, extra
+        )
