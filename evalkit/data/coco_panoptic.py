@@ -349,11 +349,13 @@ def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool)
 def read_coco_panoptic(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
     pset = panoptic_inputs(data, options)
     vocabulary = data.get("vocabulary")
-    if vocabulary is not None:
+    if vocabulary is not None and vocabulary.exists():
         read_vocabulary(vocabulary, len(pset.categories))  # fail early on a wrong file
     images = data.get("images")
     samples = samples_from_set(pset, images, with_regions=images is not None)
-    files = [p for p in (pset.json_path, vocabulary, data.get("instances_json")) if p is not None]
+    files = [pset.json_path] + [
+        p for p in (vocabulary, data.get("instances_json")) if p is not None and p.exists()
+    ]
     n_things = sum(c.isthing for c in pset.categories)
     note = (
         f"{pset.json_path.name}: {len(pset.annotations)} images, {len(samples)} segments, "
