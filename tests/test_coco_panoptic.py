@@ -190,3 +190,21 @@ def test_shapes_ovseg_perfect_answers(
     assert metrics["miou"] == pytest.approx(100.0)
     # background is the only stuff class; nearly hidden regions are VOID (not samples)
     assert metrics["pq_st"] == pytest.approx(100.0)
+
+
+def test_semantic_label_outside_the_classes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = make_dataset(tmp_path, n_images=1, seed=6)
+    sem_path = paths["semantic_root"] / "img_00000.png"
+    sem = np.array(Image.open(sem_path))
+    sem[0, 0] = 200  # 12 classes: neither a class nor 255
+    Image.fromarray(sem).save(sem_path)
+    monkeypatch.setattr("evalkit.protocols.ovseg.minilm", lambda: fake_encoder)
+    task = get_task("ade20k_ovseg")
+    data = task.resolve_data(_overrides(paths), "score")
+    samples = task.load_samples(data).samples
+    with pytest.raises(
+        DataError, match=r"img_00000\.png, record image img_00000: label 200 is neither"
+    ):
+        task.score(samples, {s.id: "cls1" for s in samples}, data)

@@ -176,9 +176,37 @@ def read_id_map(path: Path, record: str) -> np.ndarray:
         raise DataError(path, "panoptic PNG not found", record)
     with Image.open(path) as im:
         rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
-    packed = np.zeros((*rgb.shape[:2], 4), dtype=np.uint8)
-    packed[..., :3] = rgb
-    return packed.view("<u4")[..., 0]  # R + 256 G + 65536 B without three int32 passes
+    ids = rgb[..., 0].astype(np.uint32)
+    ids |= rgb[..., 1].astype(np.uint32) << 8
+    ids |= rgb[..., 2].astype(np.uint32) << 16
+    return ids
+
+
+_ID_LUT: np.ndarray | None = None  # 2^24 entries: segment id -> position, -1 elsewhere
+
+
+def _index_map(id_map: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Position of each pixel's id in ``ids``; ``len(ids)`` for VOID, -1 for unknown ids.
+
+    One gather through a reusable 2^24-entry table (32 MB, the ids are 24-bit): several
+    times faster than a binary search per pixel, and the table is reset after each image.
+    """
+    global _ID_LUT
+    if _ID_LUT is None:
+        _ID_LUT = np.full(1 << 24, -1, dtype=np.int16)
+    if len(ids) >= np.iinfo(np.int16).max:
+        pos = np.searchsorted(ids, id_map)  # more segments than the table's type holds
+        pos_c = np.minimum(pos, len(ids) - 1)
+        out = np.where(ids[pos_c] == id_map, pos_c, -1)
+        return np.where(id_map == 0, len(ids), out)
+    lut = _ID_LUT
+    lut[ids] = np.arange(len(ids), dtype=np.int16)
+    lut[0] = len(ids)
+    try:
+        return lut[id_map]
+    finally:
+        lut[ids] = -1
+        lut[0] = -1
 
 
 @dataclass
@@ -204,17 +232,13 @@ def read_segment_map(pset: PanopticSet, ann: PanopticAnnotation) -> SegmentMap:
             record,
         )
     ids = ann.sorted_ids
-    pos = np.searchsorted(ids, id_map)
-    pos_clipped = np.minimum(pos, max(len(ids) - 1, 0))
-    known = (ids[pos_clipped] == id_map) if len(ids) else np.zeros(id_map.shape, dtype=bool)
-    void = id_map == 0
-    unknown = ~known & ~void
+    index = _index_map(id_map, ids)
+    unknown = index < 0
     if unknown.any():
         missing = sorted({int(v) for v in np.unique(id_map[unknown])[:10]})
         raise DataError(
             path, f"segment ids {missing} are in the PNG but not in {pset.json_path.name}", record
         )
-    index = np.where(known, pos_clipped, len(ids))
     counts = np.bincount(index.ravel(), minlength=len(ids) + 1)
     absent = [int(i) for i, c in zip(ids.tolist(), counts[:-1].tolist(), strict=True) if c == 0]
     if absent:

@@ -176,17 +176,26 @@ def semantic_confusion(
     path: Path,
     record: str,
 ) -> np.ndarray:
-    bad = (sem >= n_classes) & (sem != IGNORE_LABEL)
-    if bad.any():
+    # class per label value through a table: ignore -> n_classes, anything else invalid -> -1
+    if sem.dtype == np.uint8:
+        table = np.full(256, -1, dtype=np.int32)
+        table[: min(n_classes, 256)] = np.arange(min(n_classes, 256))
+        table[IGNORE_LABEL] = n_classes
+        gt = table[sem]
+    else:
+        sem64 = sem.astype(np.int64)
+        gt = np.where(sem64 == IGNORE_LABEL, n_classes, sem64)
+        gt[(sem64 < 0) | ((sem64 >= n_classes) & (sem64 != IGNORE_LABEL))] = -1
+    if gt.min(initial=0) < 0:
+        bad = sem[gt < 0]
         raise DataError(
             path,
-            f"label {int(sem[bad][0])} is neither a class (< {n_classes}) nor {IGNORE_LABEL}",
+            f"label {int(bad[0])} is neither a class (< {n_classes}) nor {IGNORE_LABEL}",
             record,
         )
-    gt = np.where(sem == IGNORE_LABEL, n_classes, sem).astype(np.int64)
     n_seg = len(segmap.ids)
     joint = np.bincount(
-        (segmap.index.ravel() * (n_classes + 1) + gt.ravel()),
+        segmap.index.ravel().astype(np.int32) * (n_classes + 1) + gt.ravel(),
         minlength=(n_seg + 1) * (n_classes + 1),
     ).reshape(n_seg + 1, n_classes + 1)
     lut = np.zeros(n_seg + 1, dtype=np.int64)  # uncovered pixels: class 0
