@@ -129,9 +129,9 @@ def test_perfect_answers_score_100(tmp_path: Path, fake_minilm: None) -> None:
     preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=3, p_correct=1.0)
     ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
     m = ours["metrics"]
-    # Every segment is classified right. Stuff segments of one class merge, so SQ of stuff
-    # is below 100 when an image has two; things are exact. mIoU is 100 except that VOID
-    # pixels with a semantic label... are ignored (255), so 100.
+    # Every segment is classified right: things match exactly, VOID pixels are ignored (255)
+    # in the semantic ground truth, so mIoU and things' PQ are 100. Stuff segments of one
+    # class merge into one prediction, so stuff PQ may be below 100.
     assert m["miou"] == pytest.approx(100.0)
     assert m["pq_th"] == pytest.approx(100.0)
     assert np.isfinite(m["ap"]) and m["ap"] > 50
