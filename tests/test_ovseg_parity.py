@@ -1,0 +1,137 @@
+"""evalkit's ovseg scoring equals the reference tools to 1e-6 on generated data.
+
+Reference = dense Mask2Former inference in torch (as Osprey's script) + panopticapi
+``pq_compute_single_core`` + pycocotools ``COCOeval`` + detectron2's mIoU formula
+(tests/ovseg_reference.py). Data: VOID, crowds, tiny segments, JSON stuff areas larger than
+their pixels, classes absent from the ground truth, and a 12-class vocabulary so that the
+top-100 instance cut keeps only part of the (query, class) pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("panopticapi")
+
+from ovseg_reference import dense_inference, derived_instances, reference_metrics, rgb2id_file
+from ovseg_support import fake_encoder, make_dataset, make_predictions
+
+from evalkit.cli import main
+from evalkit.metrics.ovseg_assembly import class_cosines, clean_answer
+
+
+@pytest.fixture()
+def fake_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("evalkit.protocols.ovseg.minilm", lambda: fake_encoder)
+
+
+def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> dict[str, float]:
+    pan = json.loads(paths["panoptic_json"].read_text())
+    ranked = sorted(pan["categories"], key=lambda c: c["id"])
+    thing = {k for k, c in enumerate(ranked) if c.get("isthing") == 1}
+    lines = paths["vocabulary"].read_text().splitlines()
+    vocab = [
+        line.split(":")[1].replace(", ", ",").split(",")
+        for line in lines
+        if line.split(":")[1] != "invalid_class_id"
+    ]
+    texts = {}
+    for line in preds.read_text().splitlines():
+        row = json.loads(line)
+        texts[row["id"]] = row["text"]
+    outputs = []
+    for ann in pan["annotations"]:
+        ids = sorted(s["id"] for s in ann["segments_info"])
+        answers = [clean_answer(texts[f"{ann['image_id']}#{sid}"]) for sid in ids]
+        cos = class_cosines(answers, vocab, fake_encoder)
+        pan_gt = rgb2id_file(paths["panoptic_root"] / ann["file_name"])
+        out = dense_inference(pan_gt, cos, len(ids), thing)
+        out.image_id = ann["image_id"]
+        outputs.append(out)
+    sem_paths = {a["image_id"]: paths["semantic_root"] / a["file_name"] for a in pan["annotations"]}
+    if "gtFine" in pan["annotations"][0]["file_name"]:  # Cityscapes layout
+        sem_paths = {
+            i: paths["semantic_root"] / i.split("_")[0] / f"{i}_gtFine_labelTrainIds.png"
+            for i in sem_paths
+        }
+    return reference_metrics(
+        outputs, paths["panoptic_json"], paths["panoptic_root"], sem_paths, instances_gt
+    )
+
+
+def evalkit_score(
+    task: str, paths: dict[str, Path], preds: Path, out: Path, keys: list[str]
+) -> dict:
+    args = ["score", "--task", task, "--predictions", str(preds), "--output", str(out)]
+    for key in keys:
+        args += ["--data", f"{key}={paths[key]}"]
+    assert main(args) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+ADE_KEYS = ["panoptic_json", "panoptic_root", "semantic_root", "instances_json", "vocabulary"]
+
+
+@pytest.mark.parametrize(
+    ("seed", "n_classes", "n_things", "segments"),
+    [
+        (0, 12, 7, 15),  # a dozen classes: 15 x 12 pairs, the top-100 cut matters
+        (1, 12, 5, 9),  # fewer real pairs than 100: padding pairs fill the top 100
+        (2, 40, 25, 20),
+    ],
+)
+def test_ade20k_ovseg_matches_reference_tools(
+    tmp_path: Path, fake_minilm: None, seed: int, n_classes: int, n_things: int, segments: int
+) -> None:
+    paths = make_dataset(
+        tmp_path / "data",
+        n_images=5,
+        n_classes=n_classes,
+        n_things=n_things,
+        segments=segments,
+        seed=seed,
+    )
+    preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=seed)
+    ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
+    instances_gt = json.loads(paths["instances_json"].read_text())
+    ref = reference_for(paths, preds, instances_gt)
+    assert set(ours["metrics"]) == {"pq", "sq", "rq", "pq_th", "pq_st", "ap", "ap50", "miou"}
+    for name, value in ref.items():
+        assert ours["metrics"][name] == pytest.approx(value, abs=1e-6), name
+    assert 0 < ours["metrics"]["pq"] < 100 and 0 < ours["metrics"]["ap"] < 100
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_cityscapes_ovseg_matches_reference_tools(
+    tmp_path: Path, fake_minilm: None, seed: int
+) -> None:
+    """Cityscapes layout: label ids ranked into trainIds, city folders, AP on instances
+    derived from the panoptic thing segments (crowds as iscrowd)."""
+    paths = make_dataset(
+        tmp_path / "data", n_images=4, n_classes=19, n_things=8, seed=seed, layout="cityscapes"
+    )
+    preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=seed, p_correct=0.7)
+    keys = [k for k in ADE_KEYS if k != "instances_json"]
+    ours = evalkit_score("cityscapes_ovseg", paths, preds, tmp_path / "out", keys)
+    ref = reference_for(
+        paths, preds, derived_instances(paths["panoptic_json"], paths["panoptic_root"])
+    )
+    for name, value in ref.items():
+        assert ours["metrics"][name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_perfect_answers_score_100(tmp_path: Path, fake_minilm: None) -> None:
+    paths = make_dataset(tmp_path / "data", n_images=3, seed=3, crowd=False)
+    preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=3, p_correct=1.0)
+    ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
+    m = ours["metrics"]
+    # Every segment is classified right: things match exactly, VOID pixels are ignored (255)
+    # in the semantic ground truth, so mIoU and things' PQ are 100. Stuff segments of one
+    # class merge into one prediction, so stuff PQ may be below 100.
+    assert m["miou"] == pytest.approx(100.0)
+    assert m["pq_th"] == pytest.approx(100.0)
+    assert np.isfinite(m["ap"]) and m["ap"] > 50
