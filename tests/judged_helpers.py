@@ -52,9 +52,12 @@ def ferret_data(shared: Path, folder: str = "refer_caption") -> list[str]:
 def make_images(folder: Path, names: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(sorted(set(names))):
-        w, h = 96 + 8 * (k % 5), 72 + 6 * (k % 3)
+        # COCO-sized: Osprey's Ferret conversion has polygons in the real images' pixels.
+        w, h = 640 + 8 * (k % 5), 640 + 6 * (k % 3)
         rng = np.random.default_rng(k)
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / name)
+        tile = rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+        pixels = np.kron(tile, np.ones((8, 8, 1), dtype=np.uint8))[:h, :w]
+        Image.fromarray(pixels).save(folder / name)
 
 
 def rows(path: Path) -> list[dict[str, Any]]:

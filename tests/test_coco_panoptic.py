@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ovseg_support import fake_encoder, make_dataset
 from PIL import Image
 
 from evalkit.cli import main
 from evalkit.data.coco_panoptic import read_vocabulary
 from evalkit.errors import DataError
 from evalkit.task import get_task
+from tests.ovseg_support import fake_encoder, make_dataset
 
 ADE_KEYS = ("panoptic_json", "panoptic_root", "semantic_root", "instances_json", "vocabulary")
 

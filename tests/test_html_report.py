@@ -154,7 +154,7 @@ def test_gallery_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> 
 
 
 def test_report_without_task_or_images_still_renders(tmp_path: Path) -> None:
-    from report_helpers import write_run
+    from tests.report_helpers import write_run
 
     rows = [
         {

@@ -17,11 +17,10 @@ import pytest
 
 pytest.importorskip("panopticapi")
 
-from ovseg_reference import dense_inference, derived_instances, reference_metrics, rgb2id_file
-from ovseg_support import fake_encoder, make_dataset, make_predictions
-
 from evalkit.cli import main
 from evalkit.metrics.ovseg_assembly import class_cosines, clean_answer
+from tests.ovseg_reference import dense_inference, derived_instances, reference_metrics, rgb2id_file
+from tests.ovseg_support import fake_encoder, make_dataset, make_predictions
 
 
 @pytest.fixture()
