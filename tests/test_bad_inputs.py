@@ -66,3 +66,37 @@ def test_skip_counts_and_lists_what_it_left_out(corpus):
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["skipped"] == 1 and "annotation 0" in results["skipped"][0]
     assert results["n"] == 6 and results["n_scored"] == 5
+
+
+def test_hostile_sample_ids_never_become_paths(tmp_path):
+    """Ids come from the data; nothing may be written outside the output folder because of one."""
+    from tests.bad_inputs import _good_records, _write_images
+
+    records = _good_records()
+    records[0]["file_name"] = "../../../escape/../../x.jpg"  # id "x#k": the stem, no path
+    records[1]["file_name"] = "/etc/passwd.jpg"
+    (tmp_path / "ann.json").write_text(json.dumps(records))
+    _write_images(tmp_path / "imgs" / "a" / "b" / "c", records[2:])
+    out = tmp_path / "nested" / "out"
+    preds = tmp_path / "p.jsonl"
+    ids = ["x#0", "x#1", "passwd#0", "passwd#1", "img2#0", "img2#1"]
+    preds.write_text("".join(json.dumps({"id": i, "text": "dog"}) + "\n" for i in ids))
+    before = {p for p in tmp_path.rglob("*")}
+    proc = evalkit(["score", "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'ann.json'}",
+                    "--predictions", str(preds), "--output", str(out)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert created and all(out in p.parents or p == out or p in out.parents for p in created)
+    assert {p.name for p in out.iterdir()} == {"results.json", "samples.jsonl"}
+    # A hostile id from a COCO-style file (image ids are free-form there) stays a string.
+    raw = {"images": [{"id": "../../evil", "height": 40, "width": 50, "file_name": "e.jpg"}],
+           "annotations": [{"id": 1, "image_id": "../../evil", "category_id": 1,
+                            "segmentation": [[10, 10, 30, 10, 30, 30]]}],
+           "categories": [{"id": 1, "name": "dog"}]}
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "../../evil/1", "text": "dog"}) + "\n")
+    proc = evalkit(["score", "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'raw.json'}",
+                    "--predictions", str(tmp_path / "q.jsonl"), "--output", str(out / "coco")])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (tmp_path.parent / "evil").exists() and not (out.parent / "evil").exists()
+    assert json.loads((out / "coco" / "samples.jsonl").read_text())["id"] == "../../evil/1"
