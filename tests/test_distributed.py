@@ -60,9 +60,12 @@ def test_torchrun_two_ranks_equals_one_process_and_resumes_with_one(tmp_path):
     assert one["metrics"] == two["metrics"] and one["n"] == two["n"] == 40
     assert (tmp_path / "one" / "predictions.jsonl").read_text() == (tmp_path / "two" / "predictions.jsonl").read_text()
     assert len((tmp_path / "two.log").read_text().split()) == 40  # each request computed once
+    assert two["provenance"]["requests"] == {"total": 40, "generated": 40, "reused": 0, "skipped": 0}
     assert not list((tmp_path / "two").glob("store.rank*"))  # merged into one store
     with sqlite3.connect(tmp_path / "two" / "store.sqlite") as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM predictions").fetchone() == (40, 40)
     # Resume the 2-rank run with one process: nothing recomputed.
     run(args(tmp_path / "two", tmp_path / "two.log"), env)
     assert len((tmp_path / "two.log").read_text().split()) == 40
+    requests = json.loads((tmp_path / "two" / "results.json").read_text())["provenance"]["requests"]
+    assert requests == {"total": 40, "generated": 0, "reused": 40, "skipped": 0}

@@ -114,8 +114,13 @@ def run_task(
     skipped_samples = {r.sample_id for r in requests if r.id in skipped}
     loaded.samples = [s for s in loaded.samples if s.id not in skipped_samples]
     generation = requests[0].generation if requests else dict(task.generation)
+    n_generated = len(pending) - len(report.skipped)
+    if ctx.distributed:
+        n_generated = sum(1 for r in requests if keys[r.id] in stored) - len(done)
     results = finish(task, model_name, fingerprint, loaded, texts, data, output, generation,
-                     t0, generate_s, len(pending) - len(report.skipped))
+                     t0, generate_s, n_generated,
+                     {"total": len(requests), "generated": n_generated, "reused": len(done),
+                      "skipped": len(skipped)})
     dist.shutdown(ctx)
     return results
 
@@ -151,7 +156,7 @@ def score_file(
     fingerprint = {"name": "predictions-file", "predictions_sha256": sha256_path(predictions_path)}
     loaded.files.append(predictions_path)
     return finish(task, model_name or predictions_path.stem, fingerprint, loaded, texts, data,
-                  output, dict(task.generation), t0, 0.0, 0)
+                  output, dict(task.generation), t0, 0.0, 0, {})
 
 
 def finish(
@@ -166,6 +171,7 @@ def finish(
     t0: float,
     generate_s: float,
     n_generated: int,
+    request_counts: dict[str, int],
 ) -> Results:
     t_score = time.perf_counter()
     scored: ScoreResult = task.score(loaded.samples, texts, data)
@@ -196,6 +202,7 @@ def finish(
             score_s=round(score_s, 3),
             samples_per_s=round(n_generated / generate_s, 3) if generate_s > 0 else 0.0,
         ),
+        requests=request_counts,
         command=_redacted(sys.argv),
     )
     results = Results(

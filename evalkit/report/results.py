@@ -40,6 +40,8 @@ class Provenance(BaseModel):
     deviations: list[str]  # every departure from the reference protocol
     notes: list[str] = []
     timings: Timings = Timings()
+    # How this run got its predictions: generated now vs found in the store (resume).
+    requests: dict[str, int] = {}
     command: list[str] = []
 
 
