@@ -42,9 +42,9 @@ def test_two_region_prompt_token_ids():
     tail = tok.encode_text(render_prompt(TWO_REGION_PROMPT).split("<image>")[1])[1:]
     assert ids[len(head) + 1 :] == tail
     text = tok.decode([t for t in tail if t not in (tok.mask_id, tok.pos_id)])
-    assert (
-        text
-        == "\nThis provides an overview of the picture.\nWhat is the relation between  and  ? Answer briefly. ASSISTANT:"
+    assert text == (
+        "\nThis provides an overview of the picture.\n"
+        "What is the relation between  and  ? Answer briefly. ASSISTANT:"
     )
     assert ids == tok.encode_prompt(render_prompt(TWO_REGION_PROMPT))  # deterministic
 
@@ -127,7 +127,7 @@ def test_mask_pooling_averages_inside_the_resized_mask():
     feats = [torch.randn(1, 2, h, w) for h, w in sizes]
     mask_tok, pos_tok = extractor(feats, torch.zeros(1, dtype=torch.long), prepared)
     expected = torch.zeros(3)
-    for feat, linear, (h, w) in zip(feats, extractor.level_linears(), sizes, strict=True):
+    for feat, linear, (_h, w) in zip(feats, extractor.level_linears(), sizes, strict=True):
         inside = feat[0, :, :, : max(1, w // 2)] if w > 1 else feat[0]
         expected += linear(inside.flatten(1).mean(1))
     assert torch.allclose(mask_tok[0], extractor.feat_linear(expected), atol=1e-6)

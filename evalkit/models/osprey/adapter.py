@@ -26,7 +26,7 @@ import torch
 
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import Adapter
-from evalkit.models.osprey.checkpoint import file_hashes, load_osprey
+from evalkit.models.osprey.checkpoint import LoadReport, file_hashes, load_osprey
 from evalkit.models.osprey.inference import (
     Encoded,
     Finished,
@@ -91,6 +91,28 @@ class OspreyAdapter(Adapter):
             torch.backends.cuda.matmul.allow_tf32 = False  # keep fp32 mode exact
         self._fingerprint: dict[str, Any] | None = None
 
+    @classmethod
+    def from_parts(
+        cls,
+        name: str,
+        model: OspreyModel,
+        tokenizer: OspreyTokenizer,
+        batch_size: int = 32,
+        mode: str = "fast",
+    ) -> OspreyAdapter:
+        """An adapter around a model built in memory (benchmarks, experiments)."""
+        self = cls.__new__(cls)
+        self.name = name  # type: ignore[misc]
+        self.path = Path(".")
+        self.device = str(model.device)
+        self.dtype = str(model.llm_dtype).removeprefix("torch.")
+        self.batch_size, self.mode = batch_size, mode
+        self.model, self.config = model, model.config
+        self.report = LoadReport([], None)
+        self.tokenizer, self.sampling = tokenizer, SamplingSettings()
+        self._fingerprint = {"in_memory": True, "dtype": self.dtype}
+        return self
+
     # ------------------------------------------------------------------ Adapter API
     def fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:
@@ -107,7 +129,7 @@ class OspreyAdapter(Adapter):
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Prediction]:
         jobs = [self.make_job(r) for r in requests]
-        batches = plan_batches(jobs, self.batch_size if self.mode == "fast" else 1)
+        batches = plan_batches(jobs, self.batch_size)
         size = self.config.vision.image_size
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: Future[Loaded] | None = (
@@ -157,7 +179,8 @@ class OspreyAdapter(Adapter):
         images, regions = loaded
         if self.mode == "naive":
             for job in batch:
-                # The official loop encodes the image again for every request.
+                # The official loop preprocesses an image once but runs the vision tower
+                # again for every request.
                 enc = encode_batch(
                     self.model,
                     {job.image_key: images[job.image_key]},

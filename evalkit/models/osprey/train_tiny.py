@@ -25,7 +25,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from evalkit.data.shapes import (
     category_phrase,
     ensure_shapes,
     region_captions,
-    scene_regions,
 )
 from evalkit.models.osprey.checkpoint import save_official
 from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
@@ -58,7 +57,8 @@ OVERVIEW = "<image>\nThis provides an overview of the picture.\n"
 PROMPTS = {
     "cls": OVERVIEW + "What is the category of <region>? Using only one word or phrase.",
     "cap": OVERVIEW + "Please give me a short description of <region>.",
-    "ovseg": "<image>\n.\nThis provides an overview of the picture.\nWhat is in <region>? Using a short phrase.",
+    "ovseg": "<image>\n.\nThis provides an overview of the picture.\n"
+    "What is in <region>? Using a short phrase.",
     "pope": "<image>\nIs there a {name} in the image?",
 }
 REGION_QUESTION_WEIGHTS = (("cls", 0.5), ("cap", 0.2), ("ovseg", 0.3))
@@ -152,17 +152,17 @@ class Tokens:
     def __init__(self, tokenizer: OspreyTokenizer):
         self.tok = tokenizer
 
-    @lru_cache(maxsize=None)  # noqa: B019 - a handful of distinct strings, one instance
+    @cache  # noqa: B019 - a handful of distinct strings, one instance
     def first_turn(self, prompt: str) -> tuple[int, ...]:
         return tuple(self.tok.encode_prompt(render_prompt(prompt)))
 
-    @lru_cache(maxsize=None)  # noqa: B019
+    @cache  # noqa: B019
     def later_turn(self, prompt: str) -> tuple[int, ...]:
         question = osprey_question(prompt).replace("<image>\n", "")
         text = f"USER: {question} ASSISTANT:"
         return tuple(self.tok.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    @lru_cache(maxsize=None)  # noqa: B019
+    @cache  # noqa: B019
     def answer(self, text: str) -> tuple[int, ...]:
         return (*self.tok.tokenizer.encode(text, add_special_tokens=False).ids, self.tok.eos_id)
 
@@ -172,7 +172,8 @@ def conversation(
 ) -> list[tuple[str, str, int | None]]:
     """(prompt, answer, region index or None) turns about one image, shuffled."""
     turns: list[tuple[str, str, int | None]] = []
-    kinds, weights = zip(*REGION_QUESTION_WEIGHTS, strict=True)
+    kinds = [k for k, _ in REGION_QUESTION_WEIGHTS]
+    weights = [w for _, w in REGION_QUESTION_WEIGHTS]
     for region in data.image_regions[image]:
         cat = data.region_category[region]
         if cat == "background":
