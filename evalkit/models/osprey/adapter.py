@@ -8,7 +8,7 @@ Model arguments (``--model-args k=v,...``):
 * ``dtype=float32|bfloat16|float16`` — ``bfloat16`` is the official mix (decoder bf16,
   vision tower fp16, mask extractor fp32; the CUDA default), ``float32`` everywhere is the
   CPU default, ``float16`` puts decoder and tower in fp16;
-* ``batch_size=N`` — requests decoded together (default 32);
+* ``batch_size=N`` — requests decoded together (default 64);
 * ``mode=fast|naive`` — ``naive`` is the official loop (one ``generate`` per request, the
   image re-encoded every call), for comparisons.
 """
@@ -57,7 +57,7 @@ class OspreyAdapter(Adapter):
         clip: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
-        batch_size: int | str = 32,
+        batch_size: int | str = 64,
         mode: str = "fast",
     ):
         self.name = name  # type: ignore[misc]  # per-instance: one class serves every Osprey name

@@ -227,6 +227,26 @@ def decoder_forward(
 
 
 # ---------------------------------------------------------------------- fast path
+def text_prefix_cache(model: OspreyModel, ids: list[int]) -> Any:
+    """A fresh cache holding the KV of ``ids`` (batch 1); computed once per model and text."""
+    from transformers import DynamicCache
+
+    if not ids:
+        return DynamicCache()
+    store: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]
+    store = model.__dict__.setdefault("_text_prefix_kv", {})
+    key = tuple(ids)
+    if key not in store:
+        cache = DynamicCache()
+        embeds = model.embed_text(torch.tensor(ids))[None]
+        valid = torch.ones(1, len(ids), dtype=torch.bool, device=model.device)
+        positions = torch.arange(len(ids), device=model.device)[None]
+        decoder_forward(model, embeds, valid, positions, cache)
+        store.clear()  # one template at a time is the common case; keep memory flat
+        store[key] = [(layer.keys, layer.values) for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=store[key])
+
+
 def comparable(entries: Sequence[tuple[int, int]], job: Job) -> list[tuple[int, int | str]]:
     """Entries as they determine the embedding: a region slot compares by the region itself."""
     return [(k, job.region_keys[v]) if k in (MASK, POS) else (k, v) for k, v in entries]
@@ -249,8 +269,6 @@ def generate_fast(
     sampling: SamplingSettings,
 ) -> Iterator[Finished]:
     """Generates for ``jobs`` (whose images and regions are in ``enc``)."""
-    from transformers import DynamicCache
-
     device = model.device
     n_img = enc.image_tokens.shape[1]
     entries = [position_entries(job, tokenizer, n_img) for job in jobs]
@@ -263,20 +281,35 @@ def generate_fast(
         for key in group_keys
     }
 
-    # 1. shared prefixes, one row per image, left-padded.
-    p_max = max(prefix_len.values())
+    # 0. the text every request starts with (BOS, system prompt, "USER:"): once per model.
+    first_entries = comparable(entries[0], jobs[0])
+    g = min(prefix_len.values())
+    for i in range(1, len(jobs)):
+        g = min(g, common_prefix([first_entries, comparable(entries[i], jobs[i])]))
+    g = next((k for k in range(g) if entries[0][k][0] != TEXT), g)
+    cache = text_prefix_cache(model, [v for _, v in entries[0][:g]])
+
+    # 1. the rest of each image's shared prefix (image tokens, fixed text), one row per
+    #    image, left-padded after the common text.
     hidden = model.config.hidden_size
-    pre_embeds = torch.zeros(len(group_keys), p_max, hidden, dtype=model.llm_dtype, device=device)
-    pre_valid = torch.zeros(len(group_keys), p_max, dtype=torch.bool, device=device)
-    pre_pos = torch.zeros(len(group_keys), p_max, dtype=torch.long, device=device)
-    for g, key in enumerate(group_keys):
+    b_max = max(prefix_len[key] - g for key in group_keys)
+    pre_embeds = torch.zeros(len(group_keys), b_max, hidden, dtype=model.llm_dtype, device=device)
+    pre_valid = torch.zeros(len(group_keys), g + b_max, dtype=torch.bool, device=device)
+    pre_valid[:, :g] = True
+    pre_pos = torch.zeros(len(group_keys), b_max, dtype=torch.long, device=device)
+    for row, key in enumerate(group_keys):
         p = prefix_len[key]
         first = groups[key][0]
-        pre_embeds[g, p_max - p :] = embed_entries(model, entries[first][:p], jobs[first], enc)
-        pre_valid[g, p_max - p :] = True
-        pre_pos[g, p_max - p :] = torch.arange(p, device=device)
-    cache = DynamicCache()
-    decoder_forward(model, pre_embeds, pre_valid, pre_pos, cache)
+        if p > g:
+            pre_embeds[row, b_max - (p - g) :] = embed_entries(
+                model, entries[first][g:p], jobs[first], enc
+            )
+        pre_valid[row, g + b_max - (p - g) :] = True
+        pre_pos[row, b_max - (p - g) :] = torch.arange(g, p, device=device)
+    if g > 0:
+        cache.batch_select_indices(torch.zeros(len(group_keys), dtype=torch.long, device=device))
+    if b_max > 0:
+        decoder_forward(model, pre_embeds, pre_valid, pre_pos, cache)
 
     # 2. every request's own suffix, on a copy of its image's prefix cache.
     group_of = torch.tensor([group_keys.index(job.image_key) for job in jobs], device=device)

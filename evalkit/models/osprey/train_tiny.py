@@ -339,6 +339,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     config = make_tiny_config(vocab_size=tokenizer.mask_id)
     assert tokenizer.pos_id == tokenizer.mask_id + 1
     model = OspreyModel(config)
+    with torch.no_grad():
+        # timm's layer-scale init (1e-6) makes a from-scratch trunk start as an identity and
+        # learn slowly; a short CPU run needs the blocks active from the first step.
+        for name, param in model.trunk.named_parameters():
+            if name.endswith(".gamma"):
+                param.fill_(args.layer_scale_init)
     model.train()
     root = ensure_shapes().root
     data = load_split(root, "train", config.vision.image_size, model)
@@ -410,6 +416,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "threads": args.threads,
         "max_turns": args.max_turns,
+        "layer_scale_init": args.layer_scale_init,
         "vocab": tokenizer.mask_id,
         "data_s": round(t_data, 1),
         "wall_s": round(wall, 1),
@@ -427,9 +434,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", default=str(here), help="output checkpoint directory")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16, help="images per step")
-    p.add_argument("--max-turns", type=int, default=6)
+    p.add_argument("--max-turns", type=int, default=5)
+    p.add_argument("--layer-scale-init", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.01)
