@@ -243,7 +243,8 @@ def text_prefix_cache(model: OspreyModel, ids: list[int]) -> Any:
         positions = torch.arange(len(ids), device=model.device)[None]
         decoder_forward(model, embeds, valid, positions, cache)
         store.clear()  # one template at a time is the common case; keep memory flat
-        store[key] = [(layer.keys, layer.values) for layer in cache.layers]
+        layers: list[Any] = list(cache.layers)
+        store[key] = [(layer.keys, layer.values) for layer in layers]
     return DynamicCache(ddp_cache_data=store[key])
 
 
@@ -282,11 +283,11 @@ def generate_fast(
     }
 
     # 0. the text every request starts with (BOS, system prompt, "USER:"): once per model.
-    first_entries = comparable(entries[0], jobs[0])
+    # Every job's prefix up to g is its image's prefix, so image representatives suffice.
     g = min(prefix_len.values())
-    for i in range(1, len(jobs)):
-        g = min(g, common_prefix([first_entries, comparable(entries[i], jobs[i])]))
     g = next((k for k in range(g) if entries[0][k][0] != TEXT), g)
+    heads = [entries[groups[key][0]] for key in group_keys]
+    g = next((k for k in range(g) if any(h[k] != heads[0][k] for h in heads[1:])), g)
     cache = text_prefix_cache(model, [v for _, v in entries[0][:g]])
 
     # 1. the rest of each image's shared prefix (image tokens, fixed text), one row per
