@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from evalkit.models.osprey.kv_cache import decoder_forward, text_prefix_cache
 from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.prompting import IMAGE_SENTINEL, OspreyTokenizer
@@ -193,61 +194,7 @@ def row_generator(job: Job) -> torch.Generator | None:
     return gen
 
 
-def causal_pad_mask(valid: torch.Tensor, q_len: int) -> torch.Tensor:
-    """4D boolean mask ``[B, 1, q, K]`` for the last ``q_len`` of ``K`` positions.
-
-    A query sees earlier valid keys; a pad query sees itself only, so no row is empty
-    (an all-masked row would give NaN values that leak through a zero weight).
-    """
-    k_len = valid.shape[1]
-    q_idx = torch.arange(k_len - q_len, k_len, device=valid.device)
-    k_idx = torch.arange(k_len, device=valid.device)
-    causal = k_idx[None, :] <= q_idx[:, None]
-    diagonal = k_idx[None, :] == q_idx[:, None]
-    return (causal[None] & (valid[:, None, :] | diagonal[None]))[:, None]
-
-
-def decoder_forward(
-    model: OspreyModel,
-    embeds: torch.Tensor,
-    valid: torch.Tensor,
-    positions: torch.Tensor,
-    cache: Any,
-) -> torch.Tensor:
-    """Runs the decoder on new positions with the cache; returns the last hidden states."""
-    mask = causal_pad_mask(valid, embeds.shape[1])
-    out = model.llm.model(
-        inputs_embeds=embeds,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-    )
-    return out.last_hidden_state
-
-
 # ---------------------------------------------------------------------- fast path
-def text_prefix_cache(model: OspreyModel, ids: list[int]) -> Any:
-    """A fresh cache holding the KV of ``ids`` (batch 1); computed once per model and text."""
-    from transformers import DynamicCache
-
-    if not ids:
-        return DynamicCache()
-    store: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]
-    store = model.__dict__.setdefault("_text_prefix_kv", {})
-    key = tuple(ids)
-    if key not in store:
-        cache = DynamicCache()
-        embeds = model.embed_text(torch.tensor(ids))[None]
-        valid = torch.ones(1, len(ids), dtype=torch.bool, device=model.device)
-        positions = torch.arange(len(ids), device=model.device)[None]
-        decoder_forward(model, embeds, valid, positions, cache)
-        store.clear()  # one template at a time is the common case; keep memory flat
-        layers: list[Any] = list(cache.layers)
-        store[key] = [(layer.keys, layer.values) for layer in layers]
-    return DynamicCache(ddp_cache_data=store[key])
-
-
 def comparable(entries: Sequence[tuple[int, int]], job: Job) -> list[tuple[int, int | str]]:
     """Entries as they determine the embedding: a region slot compares by the region itself."""
     return [(k, job.region_keys[v]) if k in (MASK, POS) else (k, v) for k, v in entries]
