@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evalkit.data.shapes import all_object_names, category_phrase, region_captions
+from evalkit.data.shapes import all_object_names, category_phrase, object_names, region_captions
 from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.preprocess import load_rgb, preprocess_image
@@ -54,6 +54,7 @@ class ShapesTrainData:
     region_category: list[str]  # shapes category, or "background"
     image_regions: list[list[int]]
     present: list[list[str]]  # names of the visible objects (POPE positives)
+    drawn: list[list[str]]  # names of every drawn object (never POPE negatives)
 
 
 def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesTrainData:
@@ -65,6 +66,7 @@ def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesT
     region_category: list[str] = []
     image_regions: list[list[int]] = []
     present: list[list[str]] = []
+    drawn: list[list[str]] = []
     for n, scene in enumerate(scenes):
         pixels[n] = preprocess_image(load_rgb(root / split / "images" / scene["file_name"]), size)
         ids = np.asarray(Image.open(root / split / "ids" / scene["file_name"]))
@@ -89,8 +91,15 @@ def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesT
         region_category.extend(cats)
         image_regions.append(list(range(first, len(region_image))))
         present.append(visible_names(scene))
+        drawn.append(sorted(set(object_names(scene))))
     return ShapesTrainData(
-        pixels, PreparedMasks.cat(prepared), region_image, region_category, image_regions, present
+        pixels,
+        PreparedMasks.cat(prepared),
+        region_image,
+        region_category,
+        image_regions,
+        present,
+        drawn,
     )
 
 
@@ -155,7 +164,7 @@ def conversation(
         kind = rng.choices(kinds, weights)[0]
         turns.append((PROMPTS[kind], answer_for(kind, cat), region))
     present = data.present[image]
-    absent = [n for n in all_object_names() if n not in present]
+    absent = [n for n in all_object_names() if n not in data.drawn[image]]
     for _ in range(2):
         if present and rng.random() < 0.5:
             turns.append((PROMPTS["pope"].format(name=rng.choice(present)), "Yes", None))

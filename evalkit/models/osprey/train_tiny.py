@@ -149,8 +149,15 @@ def flip_masks(
 
 
 def loss_on(
-    model: OspreyModel, data: ShapesTrainData, images: list[int], batch: Batch, flip: torch.Tensor
-) -> torch.Tensor:
+    model: OspreyModel,
+    data: ShapesTrainData,
+    images: list[int],
+    batch: Batch,
+    flip: torch.Tensor,
+    probe: torch.nn.Linear,
+    labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(answer loss, probe loss): the probe classifies each region from its mask token."""
     pixels = data.pixels[images].float()
     pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)
     image_tokens, feats = model.encode_images(pixels)
@@ -170,9 +177,12 @@ def loss_on(
     embeds = embeds.index_put(batch.pos_pos, pos_tokens)
     hidden = model.llm.model(inputs_embeds=embeds).last_hidden_state  # right-padded, causal
     logits = model.llm.lm_head(hidden[:, :-1])
-    return F.cross_entropy(
+    answer = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=IGNORE
     )
+    if len(batch.regions) == 0:
+        return answer, answer.new_zeros(())
+    return answer, F.cross_entropy(probe(mask_tokens), labels[region_index])
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,8 +212,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     tokens = Tokens(tokenizer)
     n_image_tokens = config.vision.image_tokens
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    # A training-only linear probe that names each region's category from its mask token:
+    # a direct signal that teaches the from-scratch trunk shapes far sooner than the answer
+    # loss alone (it is not part of the saved model).
+    categories = sorted(set(data.region_category))
+    labels = torch.tensor([categories.index(c) for c in data.region_category])
+    probe = torch.nn.Linear(config.hidden_size, len(categories))
+    named = [*model.named_parameters(), *(("probe." + n, p) for n, p in probe.named_parameters())]
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     optim = torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": args.weight_decay},
@@ -221,7 +238,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     order: list[int] = []
     history = []
-    running = 0.0
+    running = running_probe = 0.0
     for step in range(args.steps):
         if len(order) < args.batch:
             epoch = list(range(len(data.image_regions)))
@@ -232,19 +249,30 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         flip = torch.tensor([rng.random() < 0.5 for _ in images])
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
-        loss = loss_on(model, data, images, batch, flip)
+        answer_loss, probe_loss = loss_on(model, data, images, batch, flip, probe, labels)
         optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        (answer_loss + args.probe_weight * probe_loss).backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         optim.step()
-        running = loss.item() if step == 0 else 0.98 * running + 0.02 * loss.item()
+        losses = (answer_loss.item(), probe_loss.item())
+        running, running_probe = (
+            losses
+            if step == 0
+            else (0.98 * running + 0.02 * losses[0], 0.98 * running_probe + 0.02 * losses[1])
+        )
         if (step + 1) % args.log_every == 0 or step == args.steps - 1:
             elapsed = time.perf_counter() - t0
             history.append(
-                {"step": step + 1, "loss": round(running, 4), "elapsed_s": round(elapsed, 1)}
+                {
+                    "step": step + 1,
+                    "loss": round(running, 4),
+                    "probe_loss": round(running_probe, 4),
+                    "elapsed_s": round(elapsed, 1),
+                }
             )
             print(
-                f"step {step + 1}/{args.steps} loss {running:.4f} lr {lr_at(step):.2e} "
+                f"step {step + 1}/{args.steps} loss {running:.4f} probe {running_probe:.4f} "
+                f"lr {lr_at(step):.2e} "
                 f"{elapsed:.0f}s",
                 flush=True,
             )
@@ -263,6 +291,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "max_turns": args.max_turns,
         "layer_scale_init": args.layer_scale_init,
+        "probe_weight": args.probe_weight,
         "vocab": tokenizer.mask_id,
         "data_s": round(t_data, 1),
         "wall_s": round(wall, 1),
@@ -284,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="images per step")
     p.add_argument("--max-turns", type=int, default=5)
     p.add_argument("--layer-scale-init", type=float, default=1.0)
+    p.add_argument("--probe-weight", type=float, default=1.0, help="0 disables the region probe")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.01)
