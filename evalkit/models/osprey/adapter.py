@@ -1,0 +1,260 @@
+"""The Osprey adapter: requests in, predictions out, through the fast batched path.
+
+Model arguments (``--model-args k=v,...``):
+
+* ``path=DIR`` — checkpoint directory (official layout); bundled for ``osprey-tiny``;
+* ``clip=FILE`` — ``open_clip_pytorch_model.bin`` (else ``mm_vision_tower`` of the config);
+* ``device=cpu|cuda`` (default: cuda when available);
+* ``dtype=float32|bfloat16|float16`` — ``bfloat16`` is the official mix (decoder bf16,
+  vision tower fp16, mask extractor fp32; the CUDA default), ``float32`` everywhere is the
+  CPU default, ``float16`` puts decoder and tower in fp16;
+* ``batch_size=N`` — requests decoded together (default 64 on CPU, 16 on CUDA: every row
+  holds its own copy of its image's prefix KV cache, ~0.6 GB per row for a 7B model);
+* ``mode=fast|naive`` — ``naive`` is the official loop (one ``generate`` per request, the
+  image re-encoded every call), for comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evalkit.errors import ConfigError, EvalkitError
+from evalkit.models import Adapter
+from evalkit.models.osprey.checkpoint import LoadReport, file_hashes, load_osprey
+from evalkit.models.osprey.inference import (
+    Encoded,
+    Finished,
+    Job,
+    SamplingSettings,
+    encode_batch,
+    generate_fast,
+    generate_naive,
+    region_key,
+)
+from evalkit.models.osprey.modeling import OspreyModel
+from evalkit.models.osprey.preprocess import load_rgb, preprocess_image
+from evalkit.models.osprey.prompting import OspreyTokenizer, render_prompt
+from evalkit.records import Prediction, Request
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+Batch = list[Job]
+Loaded = tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]
+
+
+class OspreyAdapter(Adapter):
+    region_kinds = frozenset({"mask"})
+
+    def __init__(
+        self,
+        name: str,
+        path: str | Path,
+        clip: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int | str | None = None,
+        mode: str = "fast",
+    ):
+        self.name = name  # type: ignore[misc]  # per-instance: one class serves every Osprey name
+        self.path = Path(path).expanduser()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("device=cuda but no CUDA device is available")
+        self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype={self.dtype}: expected one of {sorted(DTYPES)}")
+        self.batch_size = (
+            int(batch_size) if batch_size else (16 if self.device.startswith("cuda") else 64)
+        )
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
+        if mode not in ("fast", "naive"):
+            raise ConfigError(f"mode={mode}: expected fast or naive")
+        self.mode = mode
+        llm_dtype = DTYPES[self.dtype]
+        vision_dtype = torch.float16 if llm_dtype != torch.float32 else torch.float32
+        self.model, self.config, self.report = load_osprey(
+            self.path,
+            clip,
+            self.device,
+            vision_dtype,
+            llm_dtype,
+            round_through_bf16=self.dtype == "bfloat16",
+        )
+        print(f"evalkit: {name} loaded from {self.path}: {self.report.summary()}", file=sys.stderr)
+        self.tokenizer = OspreyTokenizer.from_dir(self.path)
+        self.sampling = read_sampling(self.path)
+        if self.device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = False  # keep fp32 mode exact
+        self._fingerprint: dict[str, Any] | None = None
+
+    @classmethod
+    def from_parts(
+        cls,
+        name: str,
+        model: OspreyModel,
+        tokenizer: OspreyTokenizer,
+        batch_size: int = 32,
+        mode: str = "fast",
+    ) -> OspreyAdapter:
+        """An adapter around a model built in memory (benchmarks, experiments)."""
+        self = cls.__new__(cls)
+        self.name = name  # type: ignore[misc]
+        self.path = Path(".")
+        self.device = str(model.device)
+        self.dtype = str(model.llm_dtype).removeprefix("torch.")
+        self.batch_size, self.mode = batch_size, mode
+        self.model, self.config = model, model.config
+        self.report = LoadReport([], None)
+        self.tokenizer, self.sampling = tokenizer, SamplingSettings()
+        self._fingerprint = {"in_memory": True, "dtype": self.dtype}
+        return self
+
+    # ------------------------------------------------------------------ Adapter API
+    def fingerprint(self) -> dict[str, Any]:
+        if self._fingerprint is None:
+            files = [
+                self.path / "config.json",
+                self.path / "tokenizer.json",
+                *self.report.weight_files,
+            ]
+            fp: dict[str, Any] = {"checkpoint": file_hashes(files), "dtype": self.dtype}
+            if self.report.clip_file is not None:
+                fp["clip"] = file_hashes([self.report.clip_file])
+            self._fingerprint = fp
+        return self._fingerprint
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Prediction]:
+        jobs = [self.make_job(r) for r in requests]
+        batches = plan_batches(jobs, self.batch_size)
+        size = self.config.vision.image_size
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[Loaded] | None = (
+                pool.submit(load_inputs, batches[0], size) if batches else None
+            )
+            for k, batch in enumerate(batches):
+                assert pending is not None
+                loaded = pending.result()
+                # Decode the next batch's images and masks while this one runs.
+                pending = (
+                    pool.submit(load_inputs, batches[k + 1], size) if k + 1 < len(batches) else None
+                )
+                for done in self.run_batch(batch, loaded):
+                    yield self.prediction(done)
+
+    # ------------------------------------------------------------------ pieces
+    def make_job(self, request: Request) -> Job:
+        if request.image_path is None:
+            raise EvalkitError(f"request {request.id}: Osprey needs an image")
+        rendered = render_prompt(request.prompt)
+        ids = self.tokenizer.encode_prompt(rendered)
+        n_masks = sum(1 for t in ids if t == self.tokenizer.mask_id)
+        if (
+            n_masks != len(request.regions)
+            or sum(1 for t in ids if t == self.tokenizer.pos_id) != n_masks
+        ):
+            raise EvalkitError(
+                f"request {request.id}: the prompt has {n_masks} <region> placeholder(s) "
+                f"but {len(request.regions)} region(s)"
+            )
+        gen = request.generation
+        return Job(
+            request=request,
+            rendered=rendered,
+            ids=ids,
+            image_key=str(request.image_path),
+            region_keys=[
+                region_key(r.rle, f"{request.id}#{i}") for i, r in enumerate(request.regions)
+            ],
+            max_new_tokens=int(gen.get("max_new_tokens", 1024)),
+            temperature=float(gen.get("temperature", 0.0)),
+            seed=int(gen.get("seed", 0)),
+        )
+
+    @torch.inference_mode()
+    def run_batch(self, batch: Batch, loaded: Loaded) -> Iterator[Finished]:
+        images, regions = loaded
+        if self.mode == "naive":
+            for job in batch:
+                # The official loop preprocesses an image once but runs the vision tower
+                # again for every request.
+                enc = encode_batch(
+                    self.model,
+                    {job.image_key: images[job.image_key]},
+                    {job.image_key: regions.get(job.image_key, {})},
+                )
+                yield generate_naive(self.model, self.tokenizer, job, enc, self.sampling)
+            return
+        encoded: Encoded = encode_batch(self.model, images, regions)
+        yield from generate_fast(self.model, self.tokenizer, batch, encoded, self.sampling)
+
+    def prediction(self, done: Finished) -> Prediction:
+        return Prediction(
+            done.job.request.id,
+            self.tokenizer.decode(done.token_ids),
+            prompt=done.job.rendered,
+            token_ids=done.token_ids,
+            meta=done.meta,
+        )
+
+    def close(self) -> None:
+        del self.model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def plan_batches(jobs: Sequence[Job], batch_size: int) -> list[Batch]:
+    """Requests grouped by image (first-seen order), batches of about ``batch_size``.
+
+    An image's requests stay in one batch when they fit, so its prefix is computed once.
+    """
+    by_image: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_image.setdefault(job.image_key, []).append(job)
+    batches: list[Batch] = []
+    current: Batch = []
+    for group in by_image.values():
+        for start in range(0, len(group), batch_size):
+            part = group[start : start + batch_size]
+            if current and len(current) + len(part) > batch_size:
+                batches.append(current)
+                current = []
+            current.extend(part)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def load_inputs(batch: Batch, size: int) -> Loaded:
+    images: dict[str, torch.Tensor] = {}
+    regions: dict[str, dict[str, torch.Tensor]] = {}
+    for job in batch:
+        if job.image_key not in images:
+            images[job.image_key] = preprocess_image(load_rgb(job.image_key), size)
+        masks = regions.setdefault(job.image_key, {})
+        for key, region in zip(job.region_keys, job.request.regions, strict=True):
+            if key not in masks:
+                masks[key] = torch.from_numpy(region.to_mask().astype("uint8"))
+    return images, regions
+
+
+def read_sampling(path: Path) -> SamplingSettings:
+    """top-k / top-p of the checkpoint's ``generation_config.json`` (what ``generate`` used)."""
+    file = path / "generation_config.json"
+    settings = SamplingSettings()
+    if file.is_file():
+        cfg = json.loads(file.read_text())
+        settings.top_k = int(cfg.get("top_k", settings.top_k) or 0)
+        settings.top_p = float(cfg.get("top_p", settings.top_p) or 1.0)
+    return settings
+
+
+def as_model(adapter: Adapter) -> OspreyModel:
+    assert isinstance(adapter, OspreyAdapter)
+    return adapter.model

@@ -1,0 +1,186 @@
+"""The tiny Osprey's training data: the shapes train split as question/answer turns.
+
+The four shapes questions are asked exactly as the shapes task cards ask them; answers are
+the canonical phrases of :mod:`evalkit.data.shapes`. Images and region masks are
+preprocessed once, exactly as at inference (:func:`load_split`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from evalkit.data.shapes import all_object_names, category_phrase, object_names, region_captions
+from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
+from evalkit.models.osprey.modeling import OspreyModel
+from evalkit.models.osprey.preprocess import load_rgb, preprocess_image
+from evalkit.models.osprey.prompting import OspreyTokenizer, osprey_question, render_prompt
+from evalkit.models.osprey.tiny import base_corpus
+from evalkit.regions import Region
+
+OVERVIEW = "<image>\nThis provides an overview of the picture.\n"
+PROMPTS = {
+    "cls": OVERVIEW + "What is the category of <region>? Using only one word or phrase.",
+    "cap": OVERVIEW + "Please give me a short description of <region>.",
+    "ovseg": "<image>\n.\nThis provides an overview of the picture.\n"
+    "What is in <region>? Using a short phrase.",
+    "pope": "<image>\nIs there a {name} in the image?",
+}
+REGION_QUESTION_WEIGHTS = (("cls", 0.5), ("cap", 0.2), ("ovseg", 0.3))
+
+
+def answer_for(kind: str, category: str) -> str:
+    if kind == "cap":
+        return region_captions(category)[0]
+    if category == "background":
+        return "background"
+    return category_phrase(category)
+
+
+# ---------------------------------------------------------------------- data
+@dataclass
+class ShapesTrainData:
+    pixels: torch.Tensor  # [N, 3, S, S] float16 (preprocessed exactly as at inference)
+    masks: PreparedMasks  # every region of every image, background included
+    region_image: list[int]
+    region_category: list[str]  # shapes category, or "background"
+    image_regions: list[list[int]]
+    present: list[list[str]]  # names of the visible objects (POPE positives)
+    drawn: list[list[str]]  # names of every drawn object (never POPE negatives)
+
+
+def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesTrainData:
+    scenes = json.loads((root / split / "scenes.json").read_text())
+    cls_by_file = {r["file_name"]: r for r in json.loads((root / split / "cls.json").read_text())}
+    pixels = torch.empty(len(scenes), 3, size, size, dtype=torch.float16)
+    prepared: list[PreparedMasks] = []
+    region_image: list[int] = []
+    region_category: list[str] = []
+    image_regions: list[list[int]] = []
+    present: list[list[str]] = []
+    drawn: list[list[str]] = []
+    for n, scene in enumerate(scenes):
+        pixels[n] = preprocess_image(load_rgb(root / split / "images" / scene["file_name"]), size)
+        ids = np.asarray(Image.open(root / split / "ids" / scene["file_name"]))
+        masks: list[np.ndarray] = []
+        cats: list[str] = []
+        record = cls_by_file.get(scene["file_name"])
+        if record is not None:
+            for ann, cat in zip(record["annotations"], record["categories"], strict=True):
+                rle = ann["segmentation"]
+                masks.append(Region.from_rle(rle, scene["height"], scene["width"]).to_mask())
+                cats.append(cat)
+        if (ids == 0).sum() >= 40:
+            masks.append((ids == 0).astype(np.uint8))
+            cats.append("background")
+        first = len(region_image)
+        if masks:
+            stacked = torch.from_numpy(np.stack(masks).astype(np.uint8))
+            prepared.append(
+                prepare_masks(stacked, model.level_sizes(), model.config.vision.mask_shape)
+            )
+        region_image.extend([n] * len(masks))
+        region_category.extend(cats)
+        image_regions.append(list(range(first, len(region_image))))
+        present.append(visible_names(scene))
+        drawn.append(sorted(set(object_names(scene))))
+    return ShapesTrainData(
+        pixels,
+        PreparedMasks.cat(prepared),
+        region_image,
+        region_category,
+        image_regions,
+        present,
+        drawn,
+    )
+
+
+def visible_names(scene: dict[str, Any], min_visible: int = 40) -> list[str]:
+    visible = {int(k): v for k, v in scene.get("visible", {}).items()}
+    names = []
+    for obj in scene["objects"]:
+        if obj["shape"] == "house":
+            if any(visible.get(p["id"], 0) >= min_visible for p in obj["parts"]):
+                names.append("house")
+        elif visible.get(obj["id"], 0) >= min_visible:
+            names.append(f"{obj['colour']} {obj['shape']}")
+    return sorted(set(names))
+
+
+def corpus_texts() -> list[str]:
+    """Everything the tokenizer must cover: template, questions, answers."""
+    from evalkit.data.shapes import COLOURS, HOUSE_PARTS, SHAPES
+
+    categories = [f"{c}_{s}" for c in COLOURS for s in SHAPES] + [f"house:{p}" for p in HOUSE_PARTS]
+    texts = base_corpus() + [render_prompt(p) for k, p in PROMPTS.items() if k != "pope"]
+    texts += [render_prompt(PROMPTS["pope"].format(name=name)) for name in all_object_names()]
+    for cat in categories:
+        texts += [category_phrase(cat), *region_captions(cat)]
+    texts += ["background", "Yes", "No"]
+    return texts
+
+
+# ---------------------------------------------------------------------- sequences
+class Tokens:
+    def __init__(self, tokenizer: OspreyTokenizer):
+        self.tok = tokenizer
+
+    @cache  # noqa: B019 - a handful of distinct strings, one instance
+    def first_turn(self, prompt: str) -> tuple[int, ...]:
+        return tuple(self.tok.encode_prompt(render_prompt(prompt)))
+
+    @cache  # noqa: B019
+    def later_turn(self, prompt: str) -> tuple[int, ...]:
+        question = osprey_question(prompt).replace("<image>\n", "")
+        text = f"USER: {question} ASSISTANT:"
+        return tuple(self.tok.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    @cache  # noqa: B019
+    def answer(self, text: str) -> tuple[int, ...]:
+        return (*self.tok.tokenizer.encode(text, add_special_tokens=False).ids, self.tok.eos_id)
+
+
+def conversation(
+    data: ShapesTrainData, image: int, rng: random.Random, max_turns: int
+) -> list[tuple[str, str, int | None]]:
+    """(prompt, answer, region index or None) turns about one image, shuffled."""
+    turns: list[tuple[str, str, int | None]] = []
+    kinds = [k for k, _ in REGION_QUESTION_WEIGHTS]
+    weights = [w for _, w in REGION_QUESTION_WEIGHTS]
+    for region in data.image_regions[image]:
+        cat = data.region_category[region]
+        if cat == "background":
+            if rng.random() < 0.5:
+                turns.append((PROMPTS["ovseg"], "background", region))
+            continue
+        kind = rng.choices(kinds, weights)[0]
+        turns.append((PROMPTS[kind], answer_for(kind, cat), region))
+    present = data.present[image]
+    absent = [n for n in all_object_names() if n not in data.drawn[image]]
+    for _ in range(2):
+        if present and rng.random() < 0.5:
+            turns.append((PROMPTS["pope"].format(name=rng.choice(present)), "Yes", None))
+        else:
+            turns.append(
+                (PROMPTS["pope"].format(name=hard_negative(present, absent, rng)), "No", None)
+            )
+    rng.shuffle(turns)
+    return turns[:max_turns]
+
+
+def hard_negative(present: list[str], absent: list[str], rng: random.Random) -> str:
+    """Half the time an absent name that shares a colour or a shape with a present one."""
+    if present and rng.random() < 0.5:
+        words = {w for name in present for w in name.split()}
+        close = [n for n in absent if words & set(n.split())]
+        if close:
+            return rng.choice(close)
+    return rng.choice(absent)
