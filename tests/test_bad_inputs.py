@@ -100,3 +100,21 @@ def test_hostile_sample_ids_never_become_paths(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (tmp_path.parent / "evil").exists() and not (out.parent / "evil").exists()
     assert json.loads((out / "coco" / "samples.jsonl").read_text())["id"] == "../../evil/1"
+
+
+def test_real_adapter_reports_a_corrupt_image_by_file_and_request(corpus):
+    """osprey-tiny decodes images itself: a truncated JPEG fails that request, clearly."""
+    case = corpus["corrupt_jpeg"]
+    args = list(case.args)
+    args[args.index("slowfake")] = "osprey-tiny"
+    args[args.index("--model-args") + 1] = "batch_size=2"  # img0 answered in a batch of its own
+    proc = evalkit(args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("error: "))
+    assert "request img1#0" in line and "img1.jpg" in line and "cannot decode image" in line
+    out = Path(args[args.index("--output") + 1])
+    proc = evalkit([*args, "--on-error", "skip"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["skipped"] == 2 and results["n_scored"] == 4
+    assert results["provenance"]["requests"]["reused"] == 2  # img0 answered before the failure

@@ -69,3 +69,33 @@ def test_torchrun_two_ranks_equals_one_process_and_resumes_with_one(tmp_path):
     assert len((tmp_path / "two.log").read_text().split()) == 40
     requests = json.loads((tmp_path / "two" / "results.json").read_text())["provenance"]["requests"]
     assert requests == {"total": 40, "generated": 0, "reused": 40, "skipped": 0}
+
+
+def tiny_args(out: Path, limit: int) -> list[str]:
+    return ["run", "--model", "osprey-tiny", "--model-args", "batch_size=4", "--task", "shapes_cls",
+            "--limit", str(limit), "--output", str(out)]
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not on PATH")
+def test_torchrun_with_the_tiny_model_equals_one_process(tmp_path):
+    """The acceptance form: ``torchrun -m evalkit run`` with osprey-tiny on shapes (CPU, gloo)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "evalkit", *tiny_args(one, 48)], env=env, check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.run([TORCHRUN, "--standalone", "--nproc-per-node=2", "-m", "evalkit",
+                           *tiny_args(two, 48)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = json.loads((one / "results.json").read_text())
+    b = json.loads((two / "results.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["n"] == b["n"] == 48
+    drop = ("generation",)  # identical rows, token ids included
+    rows_a = [{k: v for k, v in json.loads(x).items() if k not in drop} for x in (one / "predictions.jsonl").read_text().splitlines()]
+    rows_b = [{k: v for k, v in json.loads(x).items() if k not in drop} for x in (two / "predictions.jsonl").read_text().splitlines()]
+    assert rows_a == rows_b and all(r["token_ids"] for r in rows_a)
+    assert b["provenance"]["requests"]["generated"] == 48
+    subprocess.run([sys.executable, "-m", "evalkit", *tiny_args(two, 48)], env=env, check=True,
+                   capture_output=True, timeout=300)
+    c = json.loads((two / "results.json").read_text())
+    assert c["provenance"]["requests"] == {"total": 48, "generated": 0, "reused": 48, "skipped": 0}
+    assert c["metrics"] == a["metrics"]

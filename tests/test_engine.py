@@ -129,3 +129,46 @@ def test_sigkill_at_twenty_random_moments(tmp_path):
     assert a["metrics"] == b["metrics"]
     assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()
     assert len(set(log.read_text().split())) == 80
+
+
+def test_sigkill_the_tiny_model_twenty_times(tmp_path):
+    """osprey-tiny killed by SIGKILL 20 times mid-generation (after a random number of newly
+    stored rows); the final results equal an uninterrupted run's, with no duplicate rows."""
+    import random
+
+    def tiny(out):
+        return [sys.executable, "-m", "evalkit", "run", "--model", "osprey-tiny", "--model-args",
+                "batch_size=1", "--task", "shapes_cls", "--limit", "160", "--output", str(out)]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    clean, out = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run(tiny(clean), env=env, check=True, capture_output=True, timeout=300)
+    rng = random.Random(6)
+    kills = 0
+    while kills < 20:
+        before = len(store_rows(out)) if (out / "store.sqlite").exists() else 0
+        target = before + rng.randint(1, 6)
+        proc = subprocess.Popen(tiny(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if (out / "store.sqlite").exists() and len(store_rows(out)) >= target:
+                    break
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.05))
+        if proc.poll() is not None:
+            break  # finished before the kill: nothing left to interrupt
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        assert not (out / "results.json").exists()
+    assert kills == 20
+    subprocess.run(tiny(out), env=env, check=True, capture_output=True, timeout=300)
+    rows = store_rows(out)
+    assert len(rows) == 160 and len({r for _, r in rows}) == 160
+    a = json.loads((out / "results.json").read_text())
+    b = json.loads((clean / "results.json").read_text())
+    assert a["metrics"] == b["metrics"]
+    assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()

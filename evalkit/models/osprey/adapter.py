@@ -17,6 +17,7 @@ Model arguments (``--model-args k=v,...``):
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from evalkit.errors import ConfigError, EvalkitError
+from evalkit.errors import ConfigError, DataError, EvalkitError
 from evalkit.models import Adapter
 from evalkit.models.osprey.checkpoint import LoadReport, file_hashes, load_osprey
 from evalkit.models.osprey.inference import (
@@ -45,7 +46,8 @@ from evalkit.records import Prediction, Request
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 Batch = list[Job]
-Loaded = tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]
+# (images, masks per image, images that could not be read -> why)
+Loaded = tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]], dict[str, str]]
 
 
 class OspreyAdapter(Adapter):
@@ -64,6 +66,9 @@ class OspreyAdapter(Adapter):
         self.name = name  # type: ignore[misc]  # per-instance: one class serves every Osprey name
         self.path = Path(path).expanduser()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and "LOCAL_RANK" in os.environ:
+            # Under torchrun each rank takes its own GPU.
+            self.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device=cuda but no CUDA device is available")
         self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
@@ -145,8 +150,14 @@ class OspreyAdapter(Adapter):
                 pending = (
                     pool.submit(load_inputs, batches[k + 1], size) if k + 1 < len(batches) else None
                 )
-                for done in self.run_batch(batch, loaded):
-                    yield self.prediction(done)
+                images, _, failed = loaded
+                for job in batch:
+                    if job.image_key in failed:  # bad input: reported per request, run goes on
+                        yield Prediction(job.request.id, "", error=failed[job.image_key])
+                batch = [job for job in batch if job.image_key in images]
+                if batch:
+                    for done in self.run_batch(batch, loaded):
+                        yield self.prediction(done)
 
     # ------------------------------------------------------------------ pieces
     def make_job(self, request: Request) -> Job:
@@ -179,7 +190,7 @@ class OspreyAdapter(Adapter):
 
     @torch.inference_mode()
     def run_batch(self, batch: Batch, loaded: Loaded) -> Iterator[Finished]:
-        images, regions = loaded
+        images, regions, _ = loaded
         if self.mode == "naive":
             for job in batch:
                 # The official loop preprocesses an image once but runs the vision tower
@@ -232,16 +243,24 @@ def plan_batches(jobs: Sequence[Job], batch_size: int) -> list[Batch]:
 
 
 def load_inputs(batch: Batch, size: int) -> Loaded:
+    """Preprocessed images and masks of a batch, and the images that could not be read."""
     images: dict[str, torch.Tensor] = {}
     regions: dict[str, dict[str, torch.Tensor]] = {}
+    failed: dict[str, str] = {}
     for job in batch:
+        if job.image_key in failed:
+            continue
         if job.image_key not in images:
-            images[job.image_key] = preprocess_image(load_rgb(job.image_key), size)
+            try:
+                images[job.image_key] = preprocess_image(load_rgb(job.image_key), size)
+            except DataError as exc:
+                failed[job.image_key] = str(exc)
+                continue
         masks = regions.setdefault(job.image_key, {})
         for key, region in zip(job.region_keys, job.request.regions, strict=True):
             if key not in masks:
                 masks[key] = torch.from_numpy(region.to_mask().astype("uint8"))
-    return images, regions
+    return images, regions, failed
 
 
 def read_sampling(path: Path) -> SamplingSettings:

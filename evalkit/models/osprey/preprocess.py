@@ -33,8 +33,10 @@ def load_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the image: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise DataError(path, "image file not found") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(path, f"cannot decode image ({exc})") from exc
 
 
 def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:
