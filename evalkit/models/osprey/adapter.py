@@ -204,7 +204,7 @@ class OspreyAdapter(Adapter):
         )
 
     def close(self) -> None:
-        del self.model
+        self.__dict__.pop("model", None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
