@@ -42,7 +42,8 @@ def shapes_requests(limit: int) -> list[Request]:
     from evalkit.task import get_task
 
     task = get_task("shapes_cls")
-    samples = task.load_samples(task.resolve_data({})).samples[:limit]
+    samples = task.load_samples(task.resolve_data({})).samples
+    samples = samples[:limit] if limit else samples
     return task.build_requests(samples)
 
 
@@ -142,7 +143,7 @@ def main() -> int:
     )
     p.add_argument("--gpu", action="store_true", help="7B-shaped model in bf16 on CUDA")
     p.add_argument("--path", default=str(bundled_tiny_path()), help="checkpoint (CPU mode)")
-    p.add_argument("--regions", type=int, default=300, help="shapes regions (CPU mode)")
+    p.add_argument("--regions", type=int, default=0, help="shapes val regions, 0 = all (CPU)")
     p.add_argument("--images", type=int, default=250, help="LVIS-style images (--gpu)")
     p.add_argument("--per-image", type=int, default=4, help="regions per image (--gpu)")
     p.add_argument(
@@ -179,9 +180,7 @@ def main() -> int:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         requests = shapes_requests(args.regions)
         reference_requests = requests
-        fast = OspreyAdapter(
-            "osprey-tiny", args.path, device="cpu", batch_size=args.batch_size or 64
-        )
+        fast = OspreyAdapter("osprey-tiny", args.path, device="cpu", batch_size=args.batch_size)
         naive = OspreyAdapter("osprey-tiny", args.path, device="cpu", mode="naive")
     fast_s, fast_out = timed(fast, requests, args.repeats)
     ref_s, ref_out = timed(naive, reference_requests, 1 if args.gpu else args.repeats)

@@ -8,7 +8,7 @@ Model arguments (``--model-args k=v,...``):
 * ``dtype=float32|bfloat16|float16`` — ``bfloat16`` is the official mix (decoder bf16,
   vision tower fp16, mask extractor fp32; the CUDA default), ``float32`` everywhere is the
   CPU default, ``float16`` puts decoder and tower in fp16;
-* ``batch_size=N`` — requests decoded together (default 64 on CPU, 16 on CUDA: every row
+* ``batch_size=N`` — requests decoded together (default 128 on CPU, 16 on CUDA: every row
   holds its own copy of its image's prefix KV cache, ~0.6 GB per row for a 7B model);
 * ``mode=fast|naive`` — ``naive`` is the official loop (one ``generate`` per request, the
   image re-encoded every call), for comparisons.
@@ -75,7 +75,7 @@ class OspreyAdapter(Adapter):
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype={self.dtype}: expected one of {sorted(DTYPES)}")
         self.batch_size = (
-            int(batch_size) if batch_size else (16 if self.device.startswith("cuda") else 64)
+            int(batch_size) if batch_size else (16 if self.device.startswith("cuda") else 128)
         )
         if self.batch_size < 1:
             raise ConfigError("batch_size must be >= 1")
@@ -215,7 +215,7 @@ class OspreyAdapter(Adapter):
         )
 
     def close(self) -> None:
-        del self.model
+        self.__dict__.pop("model", None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -149,7 +149,7 @@ class Tokens:
 
 
 def conversation(
-    data: ShapesTrainData, image: int, rng: random.Random, max_turns: int
+    data: ShapesTrainData, image: int, rng: random.Random, max_turns: int, pope_questions: int = 2
 ) -> list[tuple[str, str, int | None]]:
     """(prompt, answer, region index or None) turns about one image, shuffled."""
     turns: list[tuple[str, str, int | None]] = []
@@ -165,7 +165,7 @@ def conversation(
         turns.append((PROMPTS[kind], answer_for(kind, cat), region))
     present = data.present[image]
     absent = [n for n in all_object_names() if n not in data.drawn[image]]
-    for _ in range(2):
+    for _ in range(pope_questions):
         if present and rng.random() < 0.5:
             turns.append((PROMPTS["pope"].format(name=rng.choice(present)), "Yes", None))
         else:
@@ -174,6 +174,20 @@ def conversation(
             )
     rng.shuffle(turns)
     return turns[:max_turns]
+
+
+def presence_targets(data: ShapesTrainData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and object name: 1 visible, 0 absent; weight 0 for drawn but hidden."""
+    names = all_object_names()
+    target = torch.zeros(len(data.present), len(names))
+    weight = torch.ones(len(data.present), len(names))
+    for i, (present, drawn) in enumerate(zip(data.present, data.drawn, strict=True)):
+        for j, name in enumerate(names):
+            if name in present:
+                target[i, j] = 1.0
+            elif name in drawn:
+                weight[i, j] = 0.0
+    return target, weight
 
 
 def hard_negative(present: list[str], absent: list[str], rng: random.Random) -> str:

@@ -46,6 +46,7 @@ from evalkit.models.osprey.tiny_data import (
     conversation,
     corpus_texts,
     load_split,
+    presence_targets,
 )
 
 IGNORE = -100
@@ -69,6 +70,7 @@ def make_batch(
     n_image_tokens: int,
     rng: random.Random,
     max_turns: int,
+    pope_questions: int = 2,
 ) -> Batch:
     rows: list[list[int]] = []
     labels: list[list[int]] = []
@@ -77,7 +79,9 @@ def make_batch(
         seq: list[int] = []
         lab: list[int] = []
         regions: list[int] = []
-        for t, (prompt, answer, region) in enumerate(conversation(data, image, rng, max_turns)):
+        for t, (prompt, answer, region) in enumerate(
+            conversation(data, image, rng, max_turns, pope_questions)
+        ):
             q = tokens.first_turn(prompt) if t == 0 else tokens.later_turn(prompt)
             a = tokens.answer(answer)
             seq += list(q) + list(a)
@@ -154,10 +158,9 @@ def loss_on(
     images: list[int],
     batch: Batch,
     flip: torch.Tensor,
-    probe: torch.nn.Linear,
-    labels: torch.Tensor,
+    probes: Probes,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(answer loss, probe loss): the probe classifies each region from its mask token."""
+    """(answer loss, probe loss); see :class:`Probes`."""
     pixels = data.pixels[images].float()
     pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)
     image_tokens, feats = model.encode_images(pixels)
@@ -180,9 +183,34 @@ def loss_on(
     answer = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=IGNORE
     )
-    if len(batch.regions) == 0:
-        return answer, answer.new_zeros(())
-    return answer, F.cross_entropy(probe(mask_tokens), labels[region_index])
+    presence = probes.presence(image_tokens).amax(dim=1)  # [B, names]: any image token
+    index = torch.tensor(images)
+    probe_loss = F.binary_cross_entropy_with_logits(
+        presence, probes.present[index], weight=probes.present_weight[index]
+    )
+    if len(batch.regions):
+        probe_loss = probe_loss + F.cross_entropy(
+            probes.region(mask_tokens), probes.labels[region_index]
+        )
+    return answer, probe_loss
+
+
+class Probes(torch.nn.Module):
+    """Training-only linear probes (not saved): a direct signal that teaches the
+    from-scratch trunk far sooner than the answer loss alone.
+
+    * ``region`` names each region's category from its mask token;
+    * ``presence`` tells, from the image tokens (max over positions), which objects are
+      visible — what the yes/no questions ask.
+    """
+
+    def __init__(self, data: ShapesTrainData, hidden: int):
+        super().__init__()
+        categories = sorted(set(data.region_category))
+        self.labels = torch.tensor([categories.index(c) for c in data.region_category])
+        self.present, self.present_weight = presence_targets(data)
+        self.region = torch.nn.Linear(hidden, len(categories))
+        self.presence = torch.nn.Linear(hidden, self.present.shape[1])
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -212,13 +240,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     tokens = Tokens(tokenizer)
     n_image_tokens = config.vision.image_tokens
-    # A training-only linear probe that names each region's category from its mask token:
-    # a direct signal that teaches the from-scratch trunk shapes far sooner than the answer
-    # loss alone (it is not part of the saved model).
-    categories = sorted(set(data.region_category))
-    labels = torch.tensor([categories.index(c) for c in data.region_category])
-    probe = torch.nn.Linear(config.hidden_size, len(categories))
-    named = [*model.named_parameters(), *(("probe." + n, p) for n, p in probe.named_parameters())]
+    probes = Probes(data, config.hidden_size)
+    named = [*model.named_parameters(), *(("probe." + n, p) for n, p in probes.named_parameters())]
     decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     optim = torch.optim.AdamW(
@@ -245,11 +268,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             rng.shuffle(epoch)
             order += epoch
         images, order = order[: args.batch], order[args.batch :]
-        batch = make_batch(data, images, tokens, n_image_tokens, rng, args.max_turns)
+        batch = make_batch(
+            data, images, tokens, n_image_tokens, rng, args.max_turns, args.pope_questions
+        )
         flip = torch.tensor([rng.random() < 0.5 for _ in images])
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
-        answer_loss, probe_loss = loss_on(model, data, images, batch, flip, probe, labels)
+        answer_loss, probe_loss = loss_on(model, data, images, batch, flip, probes)
         optim.zero_grad(set_to_none=True)
         (answer_loss + args.probe_weight * probe_loss).backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
@@ -292,6 +317,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "max_turns": args.max_turns,
         "layer_scale_init": args.layer_scale_init,
         "probe_weight": args.probe_weight,
+        "pope_questions": args.pope_questions,
         "vocab": tokenizer.mask_id,
         "data_s": round(t_data, 1),
         "wall_s": round(wall, 1),
@@ -311,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(here), help="output checkpoint directory")
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16, help="images per step")
-    p.add_argument("--max-turns", type=int, default=5)
+    p.add_argument("--max-turns", type=int, default=6)
     p.add_argument("--layer-scale-init", type=float, default=1.0)
-    p.add_argument("--probe-weight", type=float, default=1.0, help="0 disables the region probe")
+    p.add_argument("--probe-weight", type=float, default=1.0, help="0 disables the probes")
+    p.add_argument("--pope-questions", type=int, default=3, help="yes/no turns per image")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.01)
