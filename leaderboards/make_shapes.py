@@ -1,10 +1,9 @@
 """Regenerate ``leaderboards/shapes.md``: two models on the embedded shapes benchmark.
 
-Default: two deterministic replay "models" on ``shapes_cls`` — ``replay-careful`` (the
-canonical answer, except a fixed tenth of regions where it names the wrong colour) and
-``replay-sloppy`` (often the shape without its colour, sometimes a wrong shape) — scored
-with ``evalkit score``. With ``--model NAME[:k=v,...]`` (repeatable) real adapters are run
-with ``evalkit run`` on every shapes task instead (e.g. ``--model osprey-tiny``).
+Default: the bundled tiny Osprey (``evalkit run --model osprey-tiny``) on every shapes task,
+beside a deterministic replay baseline on ``shapes_cls``, ``replay-sloppy`` (often the shape
+without its colour, sometimes a wrong shape), scored with ``evalkit score``.
+``--model NAME[:k=v,...]`` and ``--replay careful|sloppy`` (both repeatable) choose others.
 
 Everything goes through the ``evalkit`` CLI entry point, and the board is written with
 ``--reproducible``, so the same inputs give the same bytes on every machine:
@@ -84,42 +83,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "leaderboards" / "shapes.md")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp dir)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME[:k=v,...]")
+    parser.add_argument("--replay", action="append", default=[], choices=("careful", "sloppy"))
     args = parser.parse_args(argv)
+    if not args.model and not args.replay:
+        args.model, args.replay = ["osprey-tiny"], ["sloppy"]
     sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory(prefix="evalkit-shapes-") as tmp:
         work = args.workdir or Path(tmp)
-        if args.model:
-            for spec in args.model:
-                name, _, model_args = spec.partition(":")
-                for task in shapes_tasks():
-                    evalkit(
-                        "run",
-                        "--model",
-                        name,
-                        "--model-args",
-                        model_args,
-                        "--task",
-                        task,
-                        "--output",
-                        str(work / name / task),
-                    )
-        else:
-            for style in ("careful", "sloppy"):
-                name = f"replay-{style}"
-                preds = work / f"{name}.jsonl"
-                preds.parent.mkdir(parents=True, exist_ok=True)
-                preds.write_text("".join(json.dumps(r) + "\n" for r in replay_answers(style)))
+        for spec in args.model:
+            name, _, model_args = spec.partition(":")
+            for task in shapes_tasks():
                 evalkit(
-                    "score",
-                    "--task",
-                    "shapes_cls",
-                    "--predictions",
-                    str(preds),
-                    "--model-name",
+                    "run",
+                    "--model",
                     name,
+                    "--model-args",
+                    model_args,
+                    "--task",
+                    task,
                     "--output",
-                    str(work / name / "shapes_cls"),
+                    str(work / name / task),
                 )
+        for style in args.replay:
+            name = f"replay-{style}"
+            preds = work / f"{name}.jsonl"
+            preds.parent.mkdir(parents=True, exist_ok=True)
+            preds.write_text("".join(json.dumps(r) + "\n" for r in replay_answers(style)))
+            evalkit(
+                "score",
+                "--task",
+                "shapes_cls",
+                "--predictions",
+                str(preds),
+                "--model-name",
+                name,
+                "--output",
+                str(work / name / "shapes_cls"),
+            )
         evalkit(
             "leaderboard",
             str(work),
