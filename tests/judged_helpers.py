@@ -55,8 +55,10 @@ def make_images(folder: Path, names: list[str]) -> None:
         # COCO-sized: Osprey's Ferret conversion has polygons in the real images' pixels.
         w, h = 640 + 8 * (k % 5), 640 + 6 * (k % 3)
         rng = np.random.default_rng(k)
-        tile = rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
-        pixels = np.kron(tile, np.ones((8, 8, 1), dtype=np.uint8))[:h, :w]
+        # Large flat blocks: realistic size, yet small files (the api adapter re-encodes them
+        # as PNG for every request, against short test timeouts).
+        tile = rng.integers(0, 255, (h // 80 + 1, w // 80 + 1, 3), dtype=np.uint8)
+        pixels = np.kron(tile, np.ones((80, 80, 1), dtype=np.uint8))[:h, :w]
         Image.fromarray(pixels).save(folder / name)
 
 
