@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evalkit.errors import DataError
+from evalkit import images
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -30,13 +30,8 @@ def shortest_edge_size(width: int, height: int, size: int) -> tuple[int, int]:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except FileNotFoundError as exc:
-        raise DataError(path, "image file not found") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(path, f"cannot decode image ({exc})") from exc
+    """The image as RGB; a missing or undecodable file is a DataError naming it."""
+    return images.load_rgb(path)
 
 
 def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:
