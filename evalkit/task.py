@@ -91,18 +91,26 @@ class TaskProtocol(ABC):
         self.variant = variant
         self.args = dict(args)
 
+    def prompt_for(self, sample: Sample, prompt: str) -> str:
+        """The card's prompt for one sample (protocols fill per-sample fields here)."""
+        return prompt
+
+    def generation_for(self, sample: Sample, generation: dict[str, Any]) -> dict[str, Any]:
+        """Generation settings for one sample (e.g. MDVP's per-phase max_new_tokens)."""
+        return dict(generation)
+
     def build_requests(
         self, samples: Sequence[Sample], prompt: str, generation: dict[str, Any]
     ) -> list[Request]:
-        """Default: one request per sample, asking the card's prompt about the sample's regions."""
+        """One request per sample, asking its prompt about the sample's regions."""
         return [
             Request(
                 id=s.id,
                 sample_id=s.id,
                 image_path=s.image_path,
-                prompt=prompt,
+                prompt=self.prompt_for(s, prompt),
                 regions=list(s.regions),
-                generation=dict(generation),
+                generation=self.generation_for(s, generation),
             )
             for s in samples
         ]

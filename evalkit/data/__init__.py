@@ -97,6 +97,18 @@ def load_jsonl(path: Path) -> list[tuple[int, Any]]:
     return out
 
 
+def typed_field(
+    path: Path, record: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str
+) -> Any:
+    """``record[key]`` checked to be of ``kind`` (bools never pass as ints); DataError otherwise."""
+    if key not in record:
+        raise DataError(path, f"missing field {key!r}", where)
+    value = record[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise DataError(path, f"field {key!r} has the wrong type ({type(value).__name__})", where)
+    return value
+
+
 def require_path(data: Mapping[str, Path | None], key: str) -> Path:
     path = data.get(key)
     if path is None:

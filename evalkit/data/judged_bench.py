@@ -33,6 +33,7 @@ from evalkit.data import (
     load_jsonl,
     register_reader,
     require_path,
+    typed_field,
 )
 from evalkit.errors import DataError
 from evalkit.records import REGION_PLACEHOLDER, Sample
@@ -58,21 +59,12 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def _get(
-    path: Path, record: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str
-) -> Any:
-    if key not in record:
-        raise DataError(path, f"missing field {key!r}", where)
-    value = record[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataError(path, f"field {key!r} has the wrong type ({type(value).__name__})", where)
-    return value
 
 
 def _by_question_id(path: Path) -> dict[int, tuple[str, dict[str, Any]]]:
     out: dict[int, tuple[str, dict[str, Any]]] = {}
     for where, rec in _records(path):
-        qid = _get(path, rec, "question_id", int, where)
+        qid = typed_field(path, rec, "question_id", int, where)
         if qid in out:
             raise DataError(path, f"question_id {qid} appears twice", where)
         out[qid] = (where, rec)
@@ -83,8 +75,8 @@ def _context_by_image(path: Path, text_key: str) -> dict[str, dict[str, Any]]:
     # The released scripts look the context up by image name (last record wins).
     out: dict[str, dict[str, Any]] = {}
     for where, rec in _records(path):
-        _get(path, rec, text_key, str, where)
-        out[_get(path, rec, "image", str, where)] = rec
+        typed_field(path, rec, text_key, str, where)
+        out[typed_field(path, rec, "image", str, where)] = rec
     return out
 
 
@@ -92,7 +84,7 @@ def _answer(answers: dict[int, tuple[str, dict[str, Any]]], path: Path, qid: int
     if qid not in answers:
         raise DataError(path, f"no reference answer for question_id {qid}")
     where, rec = answers[qid]
-    return str(_get(path, rec, "text", str, where))
+    return str(typed_field(path, rec, "text", str, where))
 
 
 def _polygon_region(path: Path, ann: Any, height: int, width: int, where: str) -> Region:
@@ -116,15 +108,15 @@ def read_osprey_description(
     images = data.get("images")
     samples: list[Sample] = []
     for where, rec in _records(q_path):
-        qid = _get(q_path, rec, "question_id", int, where)
+        qid = typed_field(q_path, rec, "question_id", int, where)
         where = f"{where} (question_id {qid})"
-        image = _get(q_path, rec, "image", str, where)
-        text = _get(q_path, rec, "text", str, where)
+        image = typed_field(q_path, rec, "image", str, where)
+        text = typed_field(q_path, rec, "text", str, where)
         if image not in contexts:
             raise DataError(c_path, f"no context for image {image} (question_id {qid})")
         ctx = contexts[image]
-        height = _get(c_path, ctx, "height", int, image)
-        width = _get(c_path, ctx, "width", int, image)
+        height = typed_field(c_path, ctx, "height", int, image)
+        width = typed_field(c_path, ctx, "width", int, image)
         region = _polygon_region(q_path, rec.get("annotation"), height, width, where)
         if text.count(REGION_PLACEHOLDER) != 1:
             raise DataError(q_path, f"expected one {REGION_PLACEHOLDER} in the question", where)
@@ -138,7 +130,7 @@ def read_osprey_description(
                 meta={
                     "question": text,
                     "prompt_question": text,
-                    "category": _get(q_path, rec, "category", str, where),
+                    "category": typed_field(q_path, rec, "category", str, where),
                     "context": ctx["prompt"],
                 },
             )
@@ -167,10 +159,10 @@ def read_ferret_bench(data: Mapping[str, Path | None], options: Mapping[str, Any
     osprey = _by_question_id(osprey_path) if osprey_path is not None else {}
     samples: list[Sample] = []
     for where, rec in _records(q_path):
-        qid = _get(q_path, rec, "question_id", int, where)
+        qid = typed_field(q_path, rec, "question_id", int, where)
         where = f"{where} (question_id {qid})"
-        image = _get(q_path, rec, "image", str, where)
-        text = _get(q_path, rec, "text", str, where)
+        image = typed_field(q_path, rec, "image", str, where)
+        text = typed_field(q_path, rec, "text", str, where)
         if image not in contexts:
             raise DataError(c_path, f"no context for image {image} (question_id {qid})")
         boxes = [tuple(float(v) for v in m.groups()) for m in INLINE_BOX.finditer(text)]
@@ -195,7 +187,7 @@ def read_ferret_bench(data: Mapping[str, Path | None], options: Mapping[str, Any
                 if qid not in osprey:
                     raise DataError(osprey_path, f"no converted question for question_id {qid}")
                 o_where, o_rec = osprey[qid]
-                prompt_question = _get(osprey_path, o_rec, "text", str, o_where)
+                prompt_question = typed_field(osprey_path, o_rec, "text", str, o_where)
                 if size is not None:
                     w, h = size
                     regions = [_polygon_region(osprey_path, o_rec.get("annotation"), h, w, o_where)]
@@ -209,7 +201,7 @@ def read_ferret_bench(data: Mapping[str, Path | None], options: Mapping[str, Any
                 meta={
                     "question": text,
                     "prompt_question": prompt_question,
-                    "category": _get(q_path, rec, "category", str, where),
+                    "category": typed_field(q_path, rec, "category", str, where),
                     "context": contexts[image]["text"],
                     "boxes_normalized": [list(b) for b in boxes],
                 },

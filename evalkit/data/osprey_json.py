@@ -24,6 +24,7 @@ from evalkit.data import (
     load_json,
     register_reader,
     require_path,
+    typed_field,
 )
 from evalkit.errors import DataError
 from evalkit.records import Sample
@@ -51,13 +52,6 @@ def read_referring(data: Mapping[str, Path | None], options: Mapping[str, Any]) 
     )
 
 
-def _field(path: Path, record: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in record:
-        raise DataError(path, f"missing field {key!r}", where)
-    value = record[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataError(path, f"field {key!r} has the wrong type ({type(value).__name__})", where)
-    return value
 
 
 def read_osprey_subset(
@@ -78,12 +72,12 @@ def _subset_record(
     where = f"#{index}"
     if not isinstance(record, dict):
         raise DataError(path, "an image record must be an object", where)
-    file_name = _field(path, record, "file_name", str, where)
+    file_name = typed_field(path, record, "file_name", str, where)
     where = f"#{index} ({file_name})"
-    height = _field(path, record, "height", int, where)
-    width = _field(path, record, "width", int, where)
-    categories = _field(path, record, "categories", list, where)
-    annotations = _field(path, record, "annotations", list, where)
+    height = typed_field(path, record, "height", int, where)
+    width = typed_field(path, record, "width", int, where)
+    categories = typed_field(path, record, "categories", list, where)
+    annotations = typed_field(path, record, "annotations", list, where)
     if len(categories) != len(annotations):
         raise DataError(
             path,

@@ -28,7 +28,7 @@ from evalkit.judge.prompts import judge_messages, load_rules, review_content, ru
 from evalkit.judge.settings import ClientSettings, judge_settings
 from evalkit.metrics.judged import ALL, GroupScore, group_scores, parse_score_pair
 from evalkit.protocols.referring_cls import clean_decoded, colon_rule
-from evalkit.records import Request, Sample
+from evalkit.records import Sample
 from evalkit.task import ScoreResult, TaskProtocol, register_protocol
 
 _BRACKETED = re.compile(r"\[.*?\]")
@@ -48,17 +48,14 @@ class JudgedProtocol(TaskProtocol):
     default_judge = "gpt-4"
 
     # ------------------------------------------------------------------ requests
-    def build_requests(
-        self, samples: Sequence[Sample], prompt: str, generation: dict[str, Any]
-    ) -> list[Request]:
-        out = []
-        for s in samples:
-            gen = dict(generation)
-            if "max_new_tokens" not in gen and "max_new_tokens" in s.meta:
-                gen["max_new_tokens"] = s.meta["max_new_tokens"]  # MDVP: per phase
-            text = prompt.replace("{question}", str(s.meta.get("prompt_question", "")))
-            out.append(Request(s.id, s.id, s.image_path, text, list(s.regions), gen))
-        return out
+    def prompt_for(self, sample: Sample, prompt: str) -> str:
+        return prompt.replace("{question}", str(sample.meta.get("prompt_question", "")))
+
+    def generation_for(self, sample: Sample, generation: dict[str, Any]) -> dict[str, Any]:
+        gen = dict(generation)
+        if "max_new_tokens" not in gen and "max_new_tokens" in sample.meta:
+            gen["max_new_tokens"] = sample.meta["max_new_tokens"]  # MDVP: per phase
+        return gen
 
     # ------------------------------------------------------------------ what the judge sees
     def judged_answer(self, raw: str) -> str:

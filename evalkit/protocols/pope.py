@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from evalkit.metrics.pope import pope_answer, pope_metrics
 from evalkit.protocols.referring_cls import STOP_STR
-from evalkit.records import Request, Sample
+from evalkit.records import Sample
 from evalkit.task import ScoreResult, TaskProtocol, register_protocol
 
 QUESTION_FIELD = "{text}"
@@ -32,20 +31,8 @@ def render_question(template: str, question: str) -> str:
 
 @register_protocol("pope")
 class Pope(TaskProtocol):
-    def build_requests(
-        self, samples: Sequence[Sample], prompt: str, generation: dict[str, Any]
-    ) -> list[Request]:
-        return [
-            Request(
-                id=s.id,
-                sample_id=s.id,
-                image_path=s.image_path,
-                prompt=render_question(prompt, str(s.meta.get("text", ""))),
-                regions=list(s.regions),
-                generation=dict(generation),
-            )
-            for s in samples
-        ]
+    def prompt_for(self, sample: Sample, prompt: str) -> str:
+        return render_question(prompt, str(sample.meta.get("text", "")))
 
     def score(
         self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
