@@ -30,9 +30,7 @@ def _build(name: str, args: dict[str, str], default_path: Path | None) -> Adapte
     allowed = {"clip", "device", "dtype", "batch_size", "mode"}
     unknown = sorted(set(args) - allowed)
     if unknown:
-        raise ConfigError(
-            f"{name}: unknown model args {unknown} (known: path, {', '.join(sorted(allowed))})"
-        )
+        raise ConfigError(f"{name}: unknown model args {unknown} (known: path, {', '.join(sorted(allowed))})")
     return OspreyAdapter(name, path, **args)
 
 

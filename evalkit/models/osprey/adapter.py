@@ -28,6 +28,7 @@ import torch
 
 from evalkit.errors import ConfigError, DataError, EvalkitError
 from evalkit.models import Adapter
+from evalkit.models.osprey.batched import generate_fast
 from evalkit.models.osprey.checkpoint import LoadReport, file_hashes, load_osprey
 from evalkit.models.osprey.inference import (
     Encoded,
@@ -35,7 +36,6 @@ from evalkit.models.osprey.inference import (
     Job,
     SamplingSettings,
     encode_batch,
-    generate_fast,
     generate_naive,
     region_key,
 )
@@ -74,9 +74,7 @@ class OspreyAdapter(Adapter):
         self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype={self.dtype}: expected one of {sorted(DTYPES)}")
-        self.batch_size = (
-            int(batch_size) if batch_size else (16 if self.device.startswith("cuda") else 128)
-        )
+        self.batch_size = int(batch_size) if batch_size else (16 if self.device.startswith("cuda") else 128)
         if self.batch_size < 1:
             raise ConfigError("batch_size must be >= 1")
         if mode not in ("fast", "naive"):
@@ -140,16 +138,12 @@ class OspreyAdapter(Adapter):
         batches = plan_batches(jobs, self.batch_size)
         size = self.config.vision.image_size
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending: Future[Loaded] | None = (
-                pool.submit(load_inputs, batches[0], size) if batches else None
-            )
+            pending: Future[Loaded] | None = pool.submit(load_inputs, batches[0], size) if batches else None
             for k, batch in enumerate(batches):
                 assert pending is not None
                 loaded = pending.result()
                 # Decode the next batch's images and masks while this one runs.
-                pending = (
-                    pool.submit(load_inputs, batches[k + 1], size) if k + 1 < len(batches) else None
-                )
+                pending = pool.submit(load_inputs, batches[k + 1], size) if k + 1 < len(batches) else None
                 images, _, failed = loaded
                 for job in batch:
                     if job.image_key in failed:  # bad input: reported per request, run goes on
@@ -166,10 +160,7 @@ class OspreyAdapter(Adapter):
         rendered = render_prompt(request.prompt)
         ids = self.tokenizer.encode_prompt(rendered)
         n_masks = sum(1 for t in ids if t == self.tokenizer.mask_id)
-        if (
-            n_masks != len(request.regions)
-            or sum(1 for t in ids if t == self.tokenizer.pos_id) != n_masks
-        ):
+        if n_masks != len(request.regions) or sum(1 for t in ids if t == self.tokenizer.pos_id) != n_masks:
             raise EvalkitError(
                 f"request {request.id}: the prompt has {n_masks} <region> placeholder(s) "
                 f"but {len(request.regions)} region(s)"
@@ -180,9 +171,7 @@ class OspreyAdapter(Adapter):
             rendered=rendered,
             ids=ids,
             image_key=str(request.image_path),
-            region_keys=[
-                region_key(r.rle, f"{request.id}#{i}") for i, r in enumerate(request.regions)
-            ],
+            region_keys=[region_key(r.rle, f"{request.id}#{i}") for i, r in enumerate(request.regions)],
             max_new_tokens=int(gen.get("max_new_tokens", 1024)),
             temperature=float(gen.get("temperature", 0.0)),
             seed=int(gen.get("seed", 0)),

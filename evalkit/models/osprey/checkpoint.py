@@ -113,11 +113,7 @@ def assemble_state(
             if internal is None or internal not in wanted:
                 report.unexpected.append(key)
                 continue
-            if (
-                clip_path is not None
-                and internal.startswith("trunk.")
-                and internal.endswith(".gamma")
-            ):
+            if clip_path is not None and internal.startswith("trunk.") and internal.endswith(".gamma"):
                 continue  # the official model never used the checkpoint's gammas
             state[internal] = tensor
     if clip_path is not None:
@@ -141,9 +137,7 @@ def assemble_state(
     if missing:
         where = "the checkpoint" + (" or the CLIP file" if clip_path else " (no CLIP file given)")
         shown = ", ".join(to_official_key(k) for k in missing[:8])
-        raise ConfigError(
-            f"{directory}: {len(missing)} parameter(s) found nowhere in {where}: {shown}"
-        )
+        raise ConfigError(f"{directory}: {len(missing)} parameter(s) found nowhere in {where}: {shown}")
     return state, report
 
 

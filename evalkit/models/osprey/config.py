@@ -109,9 +109,7 @@ class OspreyConfig:
         if projector != "linear" and not re.fullmatch(r"mlp(\d+)x_gelu", projector):
             raise ConfigError(f"{source}: mm_projector_type {projector!r} is not supported")
         if raw.get("mm_use_im_start_end"):
-            raise ConfigError(
-                f"{source}: mm_use_im_start_end=true is not an Osprey release setting"
-            )
+            raise ConfigError(f"{source}: mm_use_im_start_end=true is not an Osprey release setting")
         llama = {k: v for k, v in raw.items() if k not in OSPREY_ONLY_KEYS}
         return OspreyConfig(
             llama=llama,

@@ -1,31 +1,24 @@
-"""Generation with Osprey: a fast batched path and a naive reference-style path.
+"""Generation with Osprey: the pieces both paths share, and the naive reference loop.
 
-The fast path (:func:`generate_fast`) does, for a batch of requests spanning several images:
+Shared: requests as :class:`Job` s, image and region encoding per batch
+(:func:`encode_batch`), a request's input sequence as position entries (text token, image
+token, region token) and their embeddings (:func:`embed_rows`, the official splicing), and
+next-token choice (greedy, or seeded temperature / top-k / top-p sampling per row).
 
-1. encode each image once (trunk + projector) and pool all regions of an image together;
-2. per image, find the shared prefix of its requests' input sequences (system prompt,
-   image tokens and the task's fixed text, up to the first position where two requests
-   differ) and run it through the decoder once, batched over images (left-padded);
-3. copy each image's prefix KV cache to the rows of its requests, run every request's own
-   suffix in one batched forward, then decode all rows together, stopping each at its EOS
-   (finished rows are dropped from the batch).
-
-Padding never changes a row's numbers: pad keys are masked out and every real token keeps
-its own RoPE position. The naive path (:func:`generate_naive`) is the official loop: one
-``generate`` per request with the image re-encoded every call. Greedy outputs of the two
-are token-identical (tested).
+The naive path (:func:`generate_naive`) is the official loop: one ``generate`` per request
+with the image re-encoded every call. The fast path is :mod:`evalkit.models.osprey.batched`;
+greedy outputs of the two are token-identical (tested).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from evalkit.models.osprey.kv_cache import decoder_forward, text_prefix_cache
 from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.prompting import IMAGE_SENTINEL, OspreyTokenizer
@@ -109,14 +102,10 @@ def encode_batch(
         )
     else:
         mask_tokens = pos_tokens = torch.zeros(0, hidden, device=model.device)
-    return Encoded(
-        image_tokens, mask_tokens, pos_tokens, {k: i for i, k in enumerate(keys)}, region_row
-    )
+    return Encoded(image_tokens, mask_tokens, pos_tokens, {k: i for i, k in enumerate(keys)}, region_row)
 
 
-def position_entries(
-    job: Job, tokenizer: OspreyTokenizer, n_image_tokens: int
-) -> list[tuple[int, int]]:
+def position_entries(job: Job, tokenizer: OspreyTokenizer, n_image_tokens: int) -> list[tuple[int, int]]:
     """The job's input sequence as (kind, value) per position; image and regions expanded."""
     out: list[tuple[int, int]] = []
     region = 0
@@ -133,29 +122,65 @@ def position_entries(
     return out
 
 
-def embed_entries(
-    model: OspreyModel, entries: Sequence[tuple[int, int]], job: Job, enc: Encoded
-) -> torch.Tensor:
-    """``[L, hidden]`` input embeddings in the decoder dtype (the official splicing)."""
-    dtype = model.llm_dtype
-    out = torch.empty(len(entries), model.config.hidden_size, dtype=dtype, device=model.device)
-    if not entries:
-        return out
-    kinds = torch.tensor([k for k, _ in entries])
-    values = torch.tensor([v for _, v in entries])
-    text = (kinds == TEXT).nonzero().flatten()
-    if text.numel():
-        out[text.to(out.device)] = model.embed_text(values[text])
-    image = (kinds == IMAGE).nonzero().flatten()
-    if image.numel():
-        row = enc.image_row[job.image_key]
-        out[image.to(out.device)] = enc.image_tokens[row, values[image].to(out.device)].to(dtype)
-    for kind, table in ((MASK, enc.mask_tokens), (POS, enc.pos_tokens)):
-        where = (kinds == kind).nonzero().flatten()
-        if where.numel():
-            rows = [enc.region_row[(job.image_key, job.region_keys[int(v)])] for v in values[where]]
-            out[where.to(out.device)] = table[torch.tensor(rows, device=out.device)].to(dtype)
-    return out
+Entries = Sequence[tuple[int, int]]
+
+
+def embed_rows(
+    model: OspreyModel, rows: Sequence[tuple[Entries, Job]], enc: Encoded | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded input embeddings ``[N, L, hidden]`` of ``rows`` and which are real.
+
+    The official splicing: text ids through the embedding table, ``<image>`` expanded to
+    the projected image tokens, ``<mask>``/``<pos>`` replaced by the region's tokens.
+    """
+    width = max((len(e) for e, _ in rows), default=0)
+    hidden = model.config.hidden_size
+    device = model.device
+    out = torch.zeros(len(rows) * width, hidden, dtype=model.llm_dtype, device=device)
+    valid = torch.zeros(len(rows), width, dtype=torch.bool)
+    # (flat positions, source indices) per kind
+    where: dict[int, tuple[list[int], list[int]]] = {k: ([], []) for k in (TEXT, IMAGE, MASK, POS)}
+    n_image = 0 if enc is None else enc.image_tokens.shape[1]
+    for r, (entries, job) in enumerate(rows):
+        start = r * width + width - len(entries)
+        valid[r, width - len(entries) :] = True
+        image_base = (
+            0
+            if enc is None or job.image_key not in enc.image_row
+            else (enc.image_row[job.image_key] * n_image)
+        )
+        for offset, (kind, value) in enumerate(entries):
+            positions, sources = where[kind]
+            positions.append(start + offset)
+            if kind == TEXT:
+                sources.append(value)
+            elif kind == IMAGE:
+                sources.append(image_base + value)
+            else:
+                assert enc is not None
+                sources.append(enc.region_row[(job.image_key, job.region_keys[value])])
+    for kind, (positions, sources) in where.items():
+        if not positions:
+            continue
+        index = torch.tensor(sources, device=device)
+        if kind == TEXT:
+            values = model.embed_text(index)
+        else:
+            assert enc is not None
+            table = {
+                IMAGE: enc.image_tokens.reshape(-1, hidden),
+                MASK: enc.mask_tokens,
+                POS: enc.pos_tokens,
+            }[kind]
+            values = table[index].to(out.dtype)
+        out[torch.tensor(positions, device=device)] = values
+    return out.view(len(rows), width, hidden), valid.to(device)
+
+
+def positions_of(valid: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """RoPE positions of left-padded rows whose first real token sits at ``start``."""
+    real_before = valid.long().cumsum(dim=1) - 1
+    return (start[:, None] + real_before).clamp(min=0)
 
 
 def choose_next(
@@ -194,7 +219,7 @@ def row_generator(job: Job) -> torch.Generator | None:
     return gen
 
 
-# ---------------------------------------------------------------------- fast path
+# ---------------------------------------------------------------------- prefixes
 def comparable(entries: Sequence[tuple[int, int]], job: Job) -> list[tuple[int, int | str]]:
     """Entries as they determine the embedding: a region slot compares by the region itself."""
     return [(k, job.region_keys[v]) if k in (MASK, POS) else (k, v) for k, v in entries]
@@ -209,105 +234,6 @@ def common_prefix(seqs: Sequence[Sequence[tuple[int, int | str]]]) -> int:
     return n
 
 
-def generate_fast(
-    model: OspreyModel,
-    tokenizer: OspreyTokenizer,
-    jobs: Sequence[Job],
-    enc: Encoded,
-    sampling: SamplingSettings,
-) -> Iterator[Finished]:
-    """Generates for ``jobs`` (whose images and regions are in ``enc``)."""
-    device = model.device
-    n_img = enc.image_tokens.shape[1]
-    entries = [position_entries(job, tokenizer, n_img) for job in jobs]
-    groups: dict[str, list[int]] = {}
-    for i, job in enumerate(jobs):
-        groups.setdefault(job.image_key, []).append(i)
-    group_keys = list(groups)
-    prefix_len = {
-        key: common_prefix([comparable(entries[i], jobs[i]) for i in groups[key]])
-        for key in group_keys
-    }
-
-    # 0. the text every request starts with (BOS, system prompt, "USER:"): once per model.
-    # Every job's prefix up to g is its image's prefix, so image representatives suffice.
-    g = min(prefix_len.values())
-    g = next((k for k in range(g) if entries[0][k][0] != TEXT), g)
-    heads = [entries[groups[key][0]] for key in group_keys]
-    g = next((k for k in range(g) if any(h[k] != heads[0][k] for h in heads[1:])), g)
-    cache = text_prefix_cache(model, [v for _, v in entries[0][:g]])
-
-    # 1. the rest of each image's shared prefix (image tokens, fixed text), one row per
-    #    image, left-padded after the common text.
-    hidden = model.config.hidden_size
-    b_max = max(prefix_len[key] - g for key in group_keys)
-    pre_embeds = torch.zeros(len(group_keys), b_max, hidden, dtype=model.llm_dtype, device=device)
-    pre_valid = torch.zeros(len(group_keys), g + b_max, dtype=torch.bool, device=device)
-    pre_valid[:, :g] = True
-    pre_pos = torch.zeros(len(group_keys), b_max, dtype=torch.long, device=device)
-    for row, key in enumerate(group_keys):
-        p = prefix_len[key]
-        first = groups[key][0]
-        if p > g:
-            pre_embeds[row, b_max - (p - g) :] = embed_entries(
-                model, entries[first][g:p], jobs[first], enc
-            )
-        pre_valid[row, g + b_max - (p - g) :] = True
-        pre_pos[row, b_max - (p - g) :] = torch.arange(g, p, device=device)
-    if g > 0:
-        cache.batch_select_indices(torch.zeros(len(group_keys), dtype=torch.long, device=device))
-    if b_max > 0:
-        decoder_forward(model, pre_embeds, pre_valid, pre_pos, cache)
-
-    # 2. every request's own suffix, on a copy of its image's prefix cache.
-    group_of = torch.tensor([group_keys.index(job.image_key) for job in jobs], device=device)
-    cache.batch_select_indices(group_of)
-    suffixes = [entries[i][prefix_len[job.image_key] :] for i, job in enumerate(jobs)]
-    s_max = max(len(s) for s in suffixes)
-    suf_embeds = torch.zeros(len(jobs), s_max, hidden, dtype=model.llm_dtype, device=device)
-    suf_valid = torch.zeros(len(jobs), s_max, dtype=torch.bool, device=device)
-    suf_pos = torch.zeros(len(jobs), s_max, dtype=torch.long, device=device)
-    next_pos = torch.zeros(len(jobs), dtype=torch.long, device=device)
-    for i, job in enumerate(jobs):
-        p, s = prefix_len[job.image_key], len(suffixes[i])
-        suf_embeds[i, s_max - s :] = embed_entries(model, suffixes[i], job, enc)
-        suf_valid[i, s_max - s :] = True
-        suf_pos[i, s_max - s :] = torch.arange(p, p + s, device=device)
-        next_pos[i] = p + s
-    valid = torch.cat([pre_valid[group_of], suf_valid], dim=1)
-    last = decoder_forward(model, suf_embeds, valid, suf_pos, cache)[:, -1]
-
-    # 3. decode all rows together; drop rows as they finish.
-    active = list(range(len(jobs)))
-    generated: list[list[int]] = [[] for _ in jobs]
-    generators = [row_generator(job) for job in jobs]
-    while active:
-        logits = model.llm.lm_head(last).float()
-        act_jobs = [jobs[i] for i in active]
-        chosen = choose_next(logits, act_jobs, [generators[i] for i in active], sampling).tolist()
-        keep: list[int] = []
-        for slot, (i, tid) in enumerate(zip(active, chosen, strict=True)):
-            generated[i].append(int(tid))
-            if tid == tokenizer.eos_id or len(generated[i]) >= jobs[i].max_new_tokens:
-                yield Finished(jobs[i], generated[i])
-            else:
-                keep.append(slot)
-        if not keep:
-            break
-        if len(keep) < len(active):
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            valid, next_pos = valid[index], next_pos[index]
-            chosen = [chosen[k] for k in keep]
-            active = [active[k] for k in keep]
-        step = model.embed_text(torch.tensor(chosen, device=device))[:, None]
-        valid = torch.cat(
-            [valid, torch.ones(len(active), 1, dtype=torch.bool, device=device)], dim=1
-        )
-        last = decoder_forward(model, step, valid, next_pos[:, None], cache)[:, -1]
-        next_pos = next_pos + 1
-
-
 # ---------------------------------------------------------------------- naive path
 def generate_naive(
     model: OspreyModel,
@@ -320,7 +246,7 @@ def generate_naive(
     from transformers import GenerationConfig
 
     entries = position_entries(job, tokenizer, enc.image_tokens.shape[1])
-    embeds = embed_entries(model, entries, job, enc)[None]
+    embeds = embed_rows(model, [(entries, job)], enc)[0]
     do_sample = job.temperature > 0
     config = GenerationConfig(
         max_new_tokens=job.max_new_tokens,

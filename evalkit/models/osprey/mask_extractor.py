@@ -47,9 +47,7 @@ class PreparedMasks:
     position_input: torch.Tensor  # [Q, mask_shape**2], soft
 
     def to(self, device: torch.device | str) -> PreparedMasks:
-        return PreparedMasks(
-            [w.to(device) for w in self.level_weights], self.position_input.to(device)
-        )
+        return PreparedMasks([w.to(device) for w in self.level_weights], self.position_input.to(device))
 
     def select(self, index: torch.Tensor) -> PreparedMasks:
         return PreparedMasks([w[index] for w in self.level_weights], self.position_input[index])
@@ -63,9 +61,7 @@ class PreparedMasks:
         )
 
 
-def prepare_masks(
-    masks: torch.Tensor, level_sizes: list[tuple[int, int]], mask_shape: int
-) -> PreparedMasks:
+def prepare_masks(masks: torch.Tensor, level_sizes: list[tuple[int, int]], mask_shape: int) -> PreparedMasks:
     """``masks``: ``[Q, H, W]`` binary masks of one image at its original resolution."""
     # Each mask is resized on its own, as in the official [1, Q, H, W] call; laid out as
     # [Q, 1, H, W] because torch's CPU bilinear kernel is ~100x slower with Q channels.
@@ -107,9 +103,7 @@ class MaskExtractor(nn.Module):
         of the batch region ``q`` belongs to.
         """
         total: torch.Tensor | None = None
-        for feat, weight, linear in zip(
-            feats, prepared.level_weights, self.level_linears(), strict=True
-        ):
+        for feat, weight, linear in zip(feats, prepared.level_weights, self.level_linears(), strict=True):
             flat = feat.float().flatten(2)  # [B, C, h*w]
             if feat.shape[0] == 1:
                 pooled = weight @ flat[0].transpose(0, 1)

@@ -91,9 +91,7 @@ class OspreyTokenizer:
         missing = [k for k, v in ids.items() if v is None]
         if missing:
             raise ConfigError(f"tokenizer has no {missing}")
-        return OspreyTokenizer(
-            tok, ids["<s>"], ids["</s>"], ids[MASK_TOKEN], ids[POS_TOKEN], clean_up_spaces
-        )
+        return OspreyTokenizer(tok, ids["<s>"], ids["</s>"], ids[MASK_TOKEN], ids[POS_TOKEN], clean_up_spaces)
 
     def encode_text(self, text: str) -> list[int]:
         """``tokenizer(text).input_ids``: with the post-processor's BOS."""

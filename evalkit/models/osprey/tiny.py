@@ -36,9 +36,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 400) -> Any:
         special_tokens=SPECIALS,
         min_frequency=1,
         show_progress=False,
-        initial_alphabet=list(
-            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;?!'()-_\n"
-        ),
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;?!'()-_\n"),
     )
     # <mask>/<pos> and </s> must never be learned as text: split them out of the corpus.
     cleaned = []

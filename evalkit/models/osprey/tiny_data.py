@@ -84,9 +84,7 @@ def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesT
         first = len(region_image)
         if masks:
             stacked = torch.from_numpy(np.stack(masks).astype(np.uint8))
-            prepared.append(
-                prepare_masks(stacked, model.level_sizes(), model.config.vision.mask_shape)
-            )
+            prepared.append(prepare_masks(stacked, model.level_sizes(), model.config.vision.mask_shape))
         region_image.extend([n] * len(masks))
         region_category.extend(cats)
         image_regions.append(list(range(first, len(region_image))))
@@ -169,9 +167,7 @@ def conversation(
         if present and rng.random() < 0.5:
             turns.append((PROMPTS["pope"].format(name=rng.choice(present)), "Yes", None))
         else:
-            turns.append(
-                (PROMPTS["pope"].format(name=hard_negative(present, absent, rng)), "No", None)
-            )
+            turns.append((PROMPTS["pope"].format(name=hard_negative(present, absent, rng)), "No", None))
     rng.shuffle(turns)
     return turns[:max_turns]
 

@@ -146,9 +146,7 @@ def flip_masks(
         grid = x.view(-1, h, w)
         return torch.where(flip[:, None, None], grid.flip(-1), grid).reshape(x.shape)
 
-    levels = [
-        flipped(wt, h, w) for wt, (h, w) in zip(masks.level_weights, level_sizes, strict=True)
-    ]
+    levels = [flipped(wt, h, w) for wt, (h, w) in zip(masks.level_weights, level_sizes, strict=True)]
     return PreparedMasks(levels, flipped(masks.position_input, mask_shape, mask_shape))
 
 
@@ -189,9 +187,7 @@ def loss_on(
         presence, probes.present[index], weight=probes.present_weight[index]
     )
     if len(batch.regions):
-        probe_loss = probe_loss + F.cross_entropy(
-            probes.region(mask_tokens), probes.labels[region_index]
-        )
+        probe_loss = probe_loss + F.cross_entropy(probes.region(mask_tokens), probes.labels[region_index])
     return answer, probe_loss
 
 
@@ -268,9 +264,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             rng.shuffle(epoch)
             order += epoch
         images, order = order[: args.batch], order[args.batch :]
-        batch = make_batch(
-            data, images, tokens, n_image_tokens, rng, args.max_turns, args.pope_questions
-        )
+        batch = make_batch(data, images, tokens, n_image_tokens, rng, args.max_turns, args.pope_questions)
         flip = torch.tensor([rng.random() < 0.5 for _ in images])
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
@@ -331,9 +325,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parents[2] / "assets" / "osprey_tiny"
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(here), help="output checkpoint directory")
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16, help="images per step")

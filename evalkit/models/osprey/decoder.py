@@ -1,0 +1,247 @@
+"""A lean LLaMA forward for batched decoding over shared prefixes (cascade attention).
+
+The fast path decodes many requests that share a long prefix: every region question about
+one image starts with the same system prompt, image tokens and fixed text. Copying that
+prefix's keys and values into every batch row (what a per-row KV cache must do) costs
+memory and bandwidth in proportion to rows x prefix length; at 7B with 1,024 image tokens
+it is ~0.6 GB per row. Here the prefix is stored once per *group* (an image) and attended
+to with one matmul per group:
+
+* :class:`SharedKV` — a prefix's keys/values ``[G, Hkv, P, D]`` per layer and which of its
+  positions are real (``[G, P]``; prefixes are left-padded to one length);
+* :class:`RowKV` — each row's own keys/values (its suffix and generated tokens) in buffers
+  that grow by doubling, and which of its positions are real;
+* :func:`attend` — softmax over (the row's group prefix ∪ the row's own keys), the prefix
+  scores computed per group with the group's rows stacked as queries, so no prefix copy.
+
+Everything per token is transformers' own modules (RMSNorm, projections, rotary table, MLP),
+called on the model's weights; only the attention's bookkeeping is ours. The softmax is the
+eager one (float32, as transformers' eager attention and the released LLaVA-era code).
+
+``need`` says which outputs a forward must produce: ``"none"`` (a prefix: only its
+keys/values matter) and ``"last"`` (a prompt's suffix: the last position's hidden state)
+let the last layer skip its query, attention and MLP where nobody reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+Need = Literal["none", "last", "all"]
+
+
+@dataclass
+class SharedKV:
+    """Keys/values of prefixes shared by groups of rows, one entry per decoder layer."""
+
+    keys: list[torch.Tensor]  # [G, Hkv, P, D]
+    values: list[torch.Tensor]
+    valid: torch.Tensor  # [G, P] bool
+
+    @property
+    def length(self) -> int:
+        return int(self.valid.shape[1])
+
+    def extend(self, rows: int, own: RowKV | None) -> SharedKV:
+        """This prefix (one group, or one per row) followed by ``own``'s tokens, if any:
+        ``rows`` rows become the groups of the result."""
+        keys, values, valid = self.keys, self.values, self.valid
+        if valid.shape[0] == 1 and rows != 1:
+            keys = [k.expand(rows, -1, -1, -1) for k in keys]
+            values = [v.expand(rows, -1, -1, -1) for v in values]
+            valid = valid.expand(rows, -1)
+        if own is None:
+            return SharedKV(keys, values, valid)
+        return SharedKV(
+            [torch.cat([a, b], dim=2) for a, b in zip(keys, own.keys_view(), strict=True)],
+            [torch.cat([a, b], dim=2) for a, b in zip(values, own.values_view(), strict=True)],
+            torch.cat([valid, own.valid], dim=1),
+        )
+
+
+class RowKV:
+    """Per-row keys/values that grow along the sequence by doubling (appending a token
+    does not copy the cache)."""
+
+    def __init__(self, rows: int, device: torch.device):
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.length = 0
+        self.valid = torch.zeros(rows, 0, dtype=torch.bool, device=device)
+
+    def append_valid(self, valid: torch.Tensor) -> None:
+        self.valid = torch.cat([self.valid, valid], dim=1)
+
+    def append(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Stores a layer's new ``[B, Hkv, q, D]``; call for every layer, then ``commit``."""
+        new_len = self.length + keys.shape[2]
+        if layer == len(self.buffers):
+            self.buffers.append((keys[:, :, :0], values[:, :, :0]))
+        old_k, old_v = self.buffers[layer]
+        if new_len > old_k.shape[2]:
+            grown = []
+            for old, new in ((old_k, keys), (old_v, values)):
+                buffer = new.new_empty((*new.shape[:2], max(16, 2 * new_len), new.shape[3]))
+                buffer[:, :, : self.length] = old[:, :, : self.length]
+                grown.append(buffer)
+            old_k, old_v = grown
+            self.buffers[layer] = (old_k, old_v)
+        old_k[:, :, self.length : new_len] = keys
+        old_v[:, :, self.length : new_len] = values
+
+    def commit(self, added: int) -> None:
+        self.length += added
+
+    def keys_view(self) -> list[torch.Tensor]:
+        return [k[:, :, : self.length] for k, _ in self.buffers]
+
+    def values_view(self) -> list[torch.Tensor]:
+        return [v[:, :, : self.length] for _, v in self.buffers]
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keeps rows ``index`` (finished rows leave the batch)."""
+        self.buffers = [(k[index], v[index]) for k, v in self.buffers]
+        self.valid = self.valid[index]
+
+
+@dataclass
+class Grouping:
+    """Which prefix group each row reads, and the rows laid out per group for matmuls."""
+
+    group_of: torch.Tensor  # [B] long
+    slots: torch.Tensor  # [G, R] long: row of each group's r-th member, B = padding
+    flat_slot: torch.Tensor  # [B] long: where row b sits in the flattened [G * R]
+
+    @staticmethod
+    def build(group_of: torch.Tensor, groups: int) -> Grouping:
+        members: list[list[int]] = [[] for _ in range(groups)]
+        for row, g in enumerate(group_of.tolist()):
+            members[g].append(row)
+        width = max(1, max(len(m) for m in members))
+        rows = group_of.shape[0]
+        slots = torch.full((groups, width), rows, dtype=torch.long)
+        flat = torch.empty(rows, dtype=torch.long)
+        for g, m in enumerate(members):
+            slots[g, : len(m)] = torch.tensor(m, dtype=torch.long)
+            for r, row in enumerate(m):
+                flat[row] = g * width + r
+        device = group_of.device
+        return Grouping(group_of, slots.to(device), flat.to(device))
+
+    def to_groups(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, H, q, X]`` -> ``[G, H, R * q, X]`` (padding slots are zeros)."""
+        padded = torch.cat([x, x.new_zeros(1, *x.shape[1:])])
+        g, r = self.slots.shape
+        grouped = padded[self.slots.flatten()].view(g, r, *x.shape[1:])
+        return grouped.transpose(1, 2).reshape(g, x.shape[1], r * x.shape[2], x.shape[3])
+
+    def to_rows(self, x: torch.Tensor, q: int) -> torch.Tensor:
+        """``[G, H, R * q, X]`` -> ``[B, H, q, X]``."""
+        g, h, _, last = x.shape
+        r = self.slots.shape[1]
+        per_slot = x.view(g, h, r, q, last).transpose(1, 2).reshape(g * r, h, q, last)
+        return per_slot[self.flat_slot]
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """transformers' ``apply_rotary_pos_emb`` for one tensor (cos/sin ``[B, q, D]``)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos[:, None]) + (rotated * sin[:, None])
+
+
+def attend(
+    q: torch.Tensor,
+    own_k: torch.Tensor,
+    own_v: torch.Tensor,
+    own_allowed: torch.Tensor,
+    scaling: float,
+    prefix: tuple[torch.Tensor, torch.Tensor, torch.Tensor, Grouping] | None = None,
+) -> torch.Tensor:
+    """Attention of queries ``[B, H, q, D]`` over their group's prefix and their own keys.
+
+    ``own_k``/``own_v``: ``[B, Hkv, S, D]``; ``own_allowed``: ``[B, q, S]`` (causal and
+    real). ``prefix``: one layer's prefix keys/values ``[G, Hkv, P, D]``, its real positions
+    ``[G, P]`` and the rows' grouping. Grouped-query models fold the query heads that share
+    a key head into the query axis, so keys are never repeated.
+    """
+    b, heads, n_q, dim = q.shape
+    kv_heads = own_k.shape[1]
+    folded = (heads // kv_heads) * n_q
+    q = q.reshape(b, kv_heads, folded, dim)
+    allowed = own_allowed.repeat(1, heads // kv_heads, 1)[:, None]  # [B, 1, folded, S]
+    scores = torch.matmul(q, own_k.transpose(2, 3)) * scaling
+    p = 0
+    if prefix is not None and prefix[0].shape[2]:
+        pre_k, pre_v, pre_valid, grouping = prefix
+        p = pre_k.shape[2]
+        pre = grouping.to_rows(torch.matmul(grouping.to_groups(q), pre_k.transpose(2, 3)), folded)
+        pre_allowed = pre_valid[grouping.group_of][:, None, None, :].expand(-1, 1, folded, -1)
+        scores = torch.cat([pre * scaling, scores], dim=-1)
+        allowed = torch.cat([pre_allowed, allowed], dim=-1)
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    out = torch.matmul(probs[..., p:], own_v)
+    if p:
+        out = out + grouping.to_rows(torch.matmul(grouping.to_groups(probs[..., :p]), pre_v), folded)
+    return out.reshape(b, heads, n_q, dim)
+
+
+def decode_forward(
+    llm: Any,
+    embeds: torch.Tensor,
+    positions: torch.Tensor,
+    valid: torch.Tensor,
+    own: RowKV,
+    shared: SharedKV | None,
+    grouping: Grouping | None,
+    need: Need,
+) -> torch.Tensor | None:
+    """Runs new positions ``[B, q, hidden]`` (left-padded; ``valid`` ``[B, q]``) through the
+    decoder, appending their keys/values to ``own``. Returns the final-normed hidden states
+    of the positions ``need`` asks for (``[B, 1, hidden]`` for ``"last"``), or None."""
+    model = llm.model
+    layers = model.layers
+    n_q = embeds.shape[1]
+    own.append_valid(valid)
+    total = own.length + n_q
+    # Query i (own index total - n_q + i) sees earlier real own keys and itself (a pad query
+    # must see something, or its softmax is NaN; its output is never used).
+    q_idx = torch.arange(total - n_q, total, device=embeds.device)
+    k_idx = torch.arange(total, device=embeds.device)
+    causal = k_idx[None, :] <= q_idx[:, None]
+    allowed = causal[None] & (own.valid[:, None, :] | (k_idx[None, :] == q_idx[:, None])[None])
+    cos, sin = model.rotary_emb(embeds, positions)
+    x = embeds
+    last_layer = len(layers) - 1
+    for i, layer in enumerate(layers):
+        attn = layer.self_attn
+        h = layer.input_layernorm(x)
+        shape = (*h.shape[:2], -1, attn.head_dim)
+        k = rotate(attn.k_proj(h).view(shape).transpose(1, 2), cos, sin)
+        v = attn.v_proj(h).view(shape).transpose(1, 2)
+        own.append(i, k, v)
+        if i == last_layer and need == "none":
+            break
+        own_k = own.buffers[i][0][:, :, :total]
+        own_v = own.buffers[i][1][:, :, :total]
+        layer_allowed, layer_cos, layer_sin = allowed, cos, sin
+        if i == last_layer and need == "last":
+            x, h = x[:, -1:], h[:, -1:]
+            layer_allowed, layer_cos, layer_sin = allowed[:, -1:], cos[:, -1:], sin[:, -1:]
+            shape = (h.shape[0], 1, -1, attn.head_dim)
+        q = rotate(attn.q_proj(h).view(shape).transpose(1, 2), layer_cos, layer_sin)
+        prefix = None
+        if shared is not None:
+            assert grouping is not None
+            prefix = (shared.keys[i], shared.values[i], shared.valid, grouping)
+        out = attend(q, own_k, own_v, layer_allowed, attn.scaling, prefix)
+        x = x + attn.o_proj(out.transpose(1, 2).reshape(*x.shape[:2], -1))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    own.commit(n_q)
+    if need == "none":
+        return None
+    result: torch.Tensor = model.norm(x)
+    return result
