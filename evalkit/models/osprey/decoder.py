@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 Need = Literal["none", "last", "all"]
 
@@ -111,7 +112,9 @@ class Grouping:
     """Which prefix group each row reads, and the rows laid out per group for matmuls."""
 
     group_of: torch.Tensor  # [B] long
-    slots: torch.Tensor  # [G, R] long: row of each group's r-th member, B = padding
+    # [G, R] long: the row of each group's r-th member; padding slots repeat row 0 (what
+    # they compute is never read back)
+    slots: torch.Tensor
     flat_slot: torch.Tensor  # [B] long: where row b sits in the flattened [G * R]
 
     @staticmethod
@@ -121,7 +124,7 @@ class Grouping:
             members[g].append(row)
         width = max(1, max(len(m) for m in members))
         rows = group_of.shape[0]
-        slots = torch.full((groups, width), rows, dtype=torch.long)
+        slots = torch.zeros((groups, width), dtype=torch.long)
         flat = torch.empty(rows, dtype=torch.long)
         for g, m in enumerate(members):
             slots[g, : len(m)] = torch.tensor(m, dtype=torch.long)
@@ -131,10 +134,9 @@ class Grouping:
         return Grouping(group_of, slots.to(device), flat.to(device))
 
     def to_groups(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, H, q, X]`` -> ``[G, H, R * q, X]`` (padding slots are zeros)."""
-        padded = torch.cat([x, x.new_zeros(1, *x.shape[1:])])
+        """``[B, H, q, X]`` -> ``[G, H, R * q, X]``."""
         g, r = self.slots.shape
-        grouped = padded[self.slots.flatten()].view(g, r, *x.shape[1:])
+        grouped = x[self.slots.flatten()].view(g, r, *x.shape[1:])
         return grouped.transpose(1, 2).reshape(g, x.shape[1], r * x.shape[2], x.shape[3])
 
     def to_rows(self, x: torch.Tensor, q: int) -> torch.Tensor:
@@ -156,37 +158,75 @@ def attend(
     q: torch.Tensor,
     own_k: torch.Tensor,
     own_v: torch.Tensor,
-    own_allowed: torch.Tensor,
+    allowed: torch.Tensor,
     scaling: float,
-    prefix: tuple[torch.Tensor, torch.Tensor, torch.Tensor, Grouping] | None = None,
+    prefix: tuple[torch.Tensor, torch.Tensor, Grouping] | None = None,
 ) -> torch.Tensor:
     """Attention of queries ``[B, H, q, D]`` over their group's prefix and their own keys.
 
-    ``own_k``/``own_v``: ``[B, Hkv, S, D]``; ``own_allowed``: ``[B, q, S]`` (causal and
-    real). ``prefix``: one layer's prefix keys/values ``[G, Hkv, P, D]``, its real positions
-    ``[G, P]`` and the rows' grouping. Grouped-query models fold the query heads that share
-    a key head into the query axis, so keys are never repeated.
+    ``own_k``/``own_v``: ``[B, Hkv, S, D]``; ``prefix``: one layer's prefix keys/values
+    ``[G, Hkv, P, D]`` and the rows' grouping; ``allowed``: ``[B, 1, H/Hkv * q, P + S]``
+    from :func:`attention_mask`. Grouped-query models fold the query heads that share a key
+    head into the query axis, so keys are never repeated.
     """
     b, heads, n_q, dim = q.shape
     kv_heads = own_k.shape[1]
+    if n_q > 1 and (prefix is None or (prefix[0].shape[0] == 1 and prefix[0].shape[2] <= n_q)):
+        # Many queries over a short prefix all rows share (the system prompt): the fused
+        # kernel, whose memory does not grow with queries x keys, over the prefix copied
+        # per row (cheap when it is shorter than the queries).
+        keys, values = own_k, own_v
+        if prefix is not None and prefix[0].shape[2]:
+            expand = (b, -1, -1, -1)
+            keys = torch.cat([prefix[0].expand(*expand), own_k], dim=2)
+            values = torch.cat([prefix[1].expand(*expand), own_v], dim=2)
+        return F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=allowed[:, :, :n_q], scale=scaling, enable_gqa=heads != kv_heads
+        )
     folded = (heads // kv_heads) * n_q
     q = q.reshape(b, kv_heads, folded, dim)
-    allowed = own_allowed.repeat(1, heads // kv_heads, 1)[:, None]  # [B, 1, folded, S]
-    scores = torch.matmul(q, own_k.transpose(2, 3)) * scaling
+    scores = torch.matmul(q, own_k.transpose(2, 3))
     p = 0
     if prefix is not None and prefix[0].shape[2]:
-        pre_k, pre_v, pre_valid, grouping = prefix
+        pre_k, pre_v, grouping = prefix
         p = pre_k.shape[2]
         pre = grouping.to_rows(torch.matmul(grouping.to_groups(q), pre_k.transpose(2, 3)), folded)
-        pre_allowed = pre_valid[grouping.group_of][:, None, None, :].expand(-1, 1, folded, -1)
-        scores = torch.cat([pre * scaling, scores], dim=-1)
-        allowed = torch.cat([pre_allowed, allowed], dim=-1)
-    scores = scores.masked_fill(~allowed, float("-inf"))
+        scores = torch.cat([pre, scores], dim=-1)
+    scores = (scores * scaling).masked_fill_(~allowed, float("-inf"))
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     out = torch.matmul(probs[..., p:], own_v)
     if p:
         out = out + grouping.to_rows(torch.matmul(grouping.to_groups(probs[..., :p]), pre_v), folded)
     return out.reshape(b, heads, n_q, dim)
+
+
+def attention_mask(
+    own_valid: torch.Tensor,
+    n_q: int,
+    last_only: bool,
+    rep: int,
+    shared: SharedKV | None,
+    grouping: Grouping | None,
+) -> torch.Tensor:
+    """``[B, 1, rep * q, P + S]``: which keys each (folded) query may see.
+
+    Query i (own index S - n_q + i) sees its group's real prefix positions, earlier real
+    own keys and itself (a pad query must see something, or its softmax is NaN; its output
+    is never used). ``last_only``: the mask of the last query alone.
+    """
+    total = own_valid.shape[1]
+    q_idx = torch.arange(total - n_q, total, device=own_valid.device)
+    if last_only:
+        q_idx = q_idx[-1:]
+    k_idx = torch.arange(total, device=own_valid.device)
+    causal = k_idx[None, :] <= q_idx[:, None]
+    own = causal[None] & (own_valid[:, None, :] | (k_idx[None, :] == q_idx[:, None])[None])
+    allowed = own.repeat(1, rep, 1)[:, None]
+    if shared is not None and shared.length:
+        assert grouping is not None
+        pre = shared.valid[grouping.group_of][:, None, None, :]
+        allowed = torch.cat([pre.expand(-1, 1, allowed.shape[2], -1), allowed], dim=-1)
+    return allowed
 
 
 def decode_forward(
@@ -207,12 +247,8 @@ def decode_forward(
     n_q = embeds.shape[1]
     own.append_valid(valid)
     total = own.length + n_q
-    # Query i (own index total - n_q + i) sees earlier real own keys and itself (a pad query
-    # must see something, or its softmax is NaN; its output is never used).
-    q_idx = torch.arange(total - n_q, total, device=embeds.device)
-    k_idx = torch.arange(total, device=embeds.device)
-    causal = k_idx[None, :] <= q_idx[:, None]
-    allowed = causal[None] & (own.valid[:, None, :] | (k_idx[None, :] == q_idx[:, None])[None])
+    rep = model.config.num_attention_heads // model.config.num_key_value_heads
+    allowed = attention_mask(own.valid, n_q, False, rep, shared, grouping)
     cos, sin = model.rotary_emb(embeds, positions)
     x = embeds
     last_layer = len(layers) - 1
@@ -230,13 +266,14 @@ def decode_forward(
         layer_allowed, layer_cos, layer_sin = allowed, cos, sin
         if i == last_layer and need == "last":
             x, h = x[:, -1:], h[:, -1:]
-            layer_allowed, layer_cos, layer_sin = allowed[:, -1:], cos[:, -1:], sin[:, -1:]
+            layer_cos, layer_sin = cos[:, -1:], sin[:, -1:]
+            layer_allowed = attention_mask(own.valid, n_q, True, rep, shared, grouping)
             shape = (h.shape[0], 1, -1, attn.head_dim)
         q = rotate(attn.q_proj(h).view(shape).transpose(1, 2), layer_cos, layer_sin)
         prefix = None
         if shared is not None:
             assert grouping is not None
-            prefix = (shared.keys[i], shared.values[i], shared.valid, grouping)
+            prefix = (shared.keys[i], shared.values[i], grouping)
         out = attend(q, own_k, own_v, layer_allowed, attn.scaling, prefix)
         x = x + attn.o_proj(out.transpose(1, 2).reshape(*x.shape[:2], -1))
         x = x + layer.mlp(layer.post_attention_layernorm(x))
