@@ -173,7 +173,7 @@ def main() -> int:
             Path(tmp.name), args.images, args.per_image, args.max_new_tokens
         )
         reference_requests = requests[: args.reference_limit]
-        fast = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, args.batch_size or 16)
+        fast = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, args.batch_size or 64)
         naive = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, 1, mode="naive")
         timed(fast, requests[:8])  # warm-up (kernels, allocator)
     else:

@@ -45,8 +45,12 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", metavar="KEY=PATH", help="override a data path")
     p.add_argument("--protocol", default="default", help="protocol variant: default | reference")
     p.add_argument("--output", type=Path, help="output directory")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                   help="bad input: stop with a clear error (default) or skip, count and list it")
+    p.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="bad input: stop with a clear error (default) or skip, count and list it",
+    )
 
 
 def _add_judge_args(p: argparse.ArgumentParser) -> None:
@@ -54,8 +58,9 @@ def _add_judge_args(p: argparse.ArgumentParser) -> None:
     option: it is read from an environment variable (EVALKIT_JUDGE_API_KEY / OPENAI_API_KEY
     or the one --judge-api-key-env names)."""
     g = p.add_argument_group("LLM judge (judged tasks)")
-    g.add_argument("--judge-base-url", metavar="URL",
-                   help="OpenAI-compatible endpoint (or EVALKIT_JUDGE_BASE_URL)")
+    g.add_argument(
+        "--judge-base-url", metavar="URL", help="OpenAI-compatible endpoint (or EVALKIT_JUDGE_BASE_URL)"
+    )
     g.add_argument("--judge-model", help="judge model (default: the paper's judge)")
     g.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable with the key")
     g.add_argument("--judge-concurrency", type=int, help="requests in flight (default 8)")
@@ -65,8 +70,13 @@ def _add_judge_args(p: argparse.ArgumentParser) -> None:
 def _apply_judge_args(args: argparse.Namespace) -> None:
     from evalkit.judge.settings import apply_judge_options
 
-    apply_judge_options(args.judge_base_url, args.judge_model, args.judge_api_key_env,
-                        args.judge_concurrency, args.judge_cache)
+    apply_judge_options(
+        args.judge_base_url,
+        args.judge_model,
+        args.judge_api_key_env,
+        args.judge_concurrency,
+        args.judge_cache,
+    )
 
 
 def print_metrics(results: Results) -> None:
@@ -140,11 +150,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         for name in members:
             task = get_task(name, args.protocol)
-            data = task.resolve_data(overrides if len(members) == 1 else
-                                     {k: v for k, v in overrides.items() if k in task.card.data})
+            data = task.resolve_data(
+                overrides
+                if len(members) == 1
+                else {k: v for k, v in overrides.items() if k in task.card.data}
+            )
             out = _output_dir(args, args.model, name, len(members) > 1)
-            results = run_task(task, adapter, args.model, data, out, args.limit,
-                               _parse_gen(args.gen), _console, args.on_error)
+            results = run_task(
+                task,
+                adapter,
+                args.model,
+                data,
+                out,
+                args.limit,
+                _parse_gen(args.gen),
+                _console,
+                args.on_error,
+            )
             if results is not None:  # None on the non-zero ranks of a torchrun
                 print_metrics(results)
                 _console.print(f"results: {out / 'results.json'}")
@@ -169,8 +191,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalkit", description=__doc__)
-    parser.add_argument("--include", action="append", default=[], metavar="PATH",
-                        help="also load the task cards of this folder")
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also load the task cards of this folder",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("tasks", help="list task cards").set_defaults(handler=cmd_tasks)
@@ -186,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-args", default="", metavar="k=v,...")
     _add_task_args(p)
     p.add_argument("--limit", type=int)
-    p.add_argument("--gen", action="append", metavar="KEY=VALUE",
-                   help="override a generation setting (max_new_tokens, temperature, seed)")
+    p.add_argument(
+        "--gen",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a generation setting (max_new_tokens, temperature, seed)",
+    )
     _add_judge_args(p)
     p.set_defaults(handler=cmd_run)
 

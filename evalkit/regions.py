@@ -90,9 +90,7 @@ class Region:
         counts = rle["counts"]
         if isinstance(counts, list):  # uncompressed RLE
             if sum(counts) != height * width:
-                raise RegionError(
-                    f"uncompressed RLE covers {sum(counts)} pixels, image has {height * width}"
-                )
+                raise RegionError(f"uncompressed RLE covers {sum(counts)} pixels, image has {height * width}")
             compressed = mask_utils.frPyObjects(rle, height, width)
             return Region("mask", height, width, rle=_rle_to_json(compressed))
         if isinstance(counts, bytes):

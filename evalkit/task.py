@@ -160,9 +160,7 @@ class Task:
     def name(self) -> str:
         return self.card.name
 
-    def resolve_data(
-        self, overrides: Mapping[str, str], command: str = "run"
-    ) -> dict[str, Path | None]:
+    def resolve_data(self, overrides: Mapping[str, str], command: str = "run") -> dict[str, Path | None]:
         unknown = set(overrides) - set(self.card.data)
         if unknown:
             raise ConfigError(

@@ -89,16 +89,12 @@ def _load_panoptic_set(
         raise DataError(json_path, f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
     raw = load_json(json_path)
     if not isinstance(raw, dict) or not {"annotations", "categories"} <= raw.keys():
-        raise DataError(
-            json_path, "expected a COCO panoptic object with 'annotations' and 'categories'"
-        )
+        raise DataError(json_path, "expected a COCO panoptic object with 'annotations' and 'categories'")
     json_order: list[Category] = []
     for k, cat in enumerate(raw["categories"]):
         if not isinstance(cat, dict) or not {"id", "name"} <= cat.keys():
             raise DataError(json_path, "a category needs 'id' and 'name'", f"categories[{k}]")
-        json_order.append(
-            Category(int(cat["id"]), str(cat["name"]), cat.get("isthing", 0) == 1, -1)
-        )
+        json_order.append(Category(int(cat["id"]), str(cat["name"]), cat.get("isthing", 0) == 1, -1))
     ranked = sorted(json_order, key=lambda c: c.id)
     index = {c.id: i for i, c in enumerate(ranked)}
     if len(index) != len(ranked):
@@ -110,13 +106,8 @@ def _load_panoptic_set(
     seen: set[Any] = set()
     for k, ann in enumerate(raw["annotations"]):
         where = f"annotations[{k}]"
-        if (
-            not isinstance(ann, dict)
-            or not {"image_id", "file_name", "segments_info"} <= ann.keys()
-        ):
-            raise DataError(
-                json_path, "an annotation needs image_id, file_name, segments_info", where
-            )
+        if not isinstance(ann, dict) or not {"image_id", "file_name", "segments_info"} <= ann.keys():
+            raise DataError(json_path, "an annotation needs image_id, file_name, segments_info", where)
         image_id = ann["image_id"]
         where = f"annotations[{k}] (image {image_id})"
         if image_id in seen:
@@ -138,9 +129,7 @@ def _load_panoptic_set(
             if area is None:
                 raise DataError(json_path, f"segment {seg['id']} has no 'area'", where)
             segments.append(
-                Segment(
-                    int(seg["id"]), int(seg["category_id"]), int(area), seg.get("iscrowd", 0) == 1
-                )
+                Segment(int(seg["id"]), int(seg["category_id"]), int(area), seg.get("iscrowd", 0) == 1)
             )
         if len({s.id for s in segments}) != len(segments):
             raise DataError(json_path, "duplicate segment ids", where)
@@ -227,8 +216,7 @@ def read_segment_map(pset: PanopticSet, ann: PanopticAnnotation) -> SegmentMap:
     if height is not None and width is not None and id_map.shape != (int(height), int(width)):
         raise DataError(
             path,
-            f"PNG is {id_map.shape[1]}x{id_map.shape[0]} but {pset.json_path.name} "
-            f"says {width}x{height}",
+            f"PNG is {id_map.shape[1]}x{id_map.shape[0]} but {pset.json_path.name} says {width}x{height}",
             record,
         )
     ids = ann.sorted_ids
@@ -242,9 +230,7 @@ def read_segment_map(pset: PanopticSet, ann: PanopticAnnotation) -> SegmentMap:
     counts = np.bincount(index.ravel(), minlength=len(ids) + 1)
     absent = [int(i) for i, c in zip(ids.tolist(), counts[:-1].tolist(), strict=True) if c == 0]
     if absent:
-        raise DataError(
-            path, f"segments {absent} of {pset.json_path.name} have no pixel in the PNG", record
-        )
+        raise DataError(path, f"segments {absent} of {pset.json_path.name} have no pixel in the PNG", record)
     has_void = bool(counts[-1] > 0)
     # The reference enumerates np.unique of the PNG (VOID included) and stops at 300 entries.
     n_queries = min(len(ids), MAX_QUERIES - 1 if has_void else MAX_QUERIES)
@@ -292,14 +278,10 @@ def read_vocabulary(path: Path, num_classes: int) -> Vocabulary:
     synonyms: list[list[str]] = []
     for k, (idx, names, lineno) in enumerate(classes):
         if idx - offset != k:
-            raise DataError(
-                path, f"index {idx} out of order (expected {k + offset})", f"line {lineno}"
-            )
+            raise DataError(path, f"index {idx} out of order (expected {k + offset})", f"line {lineno}")
         synonyms.append(names.replace(", ", ",").split(","))
     if len(synonyms) != num_classes:
-        raise DataError(
-            path, f"{len(synonyms)} classes but the panoptic JSON has {num_classes} categories"
-        )
+        raise DataError(path, f"{len(synonyms)} classes but the panoptic JSON has {num_classes} categories")
     return Vocabulary(path, synonyms)
 
 
@@ -327,9 +309,7 @@ def complete_data(
 
 def panoptic_inputs(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> PanopticSet:
     layout = str(options.get("layout", "flat"))
-    return load_panoptic_set(
-        require_path(data, "panoptic_json"), require_path(data, "panoptic_root"), layout
-    )
+    return load_panoptic_set(require_path(data, "panoptic_json"), require_path(data, "panoptic_root"), layout)
 
 
 def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool) -> list[Sample]:

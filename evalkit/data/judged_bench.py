@@ -59,8 +59,6 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-
-
 def _by_question_id(path: Path) -> dict[int, tuple[str, dict[str, Any]]]:
     out: dict[int, tuple[str, dict[str, Any]]] = {}
     for where, rec in _records(path):
@@ -97,9 +95,7 @@ def _polygon_region(path: Path, ann: Any, height: int, width: int, where: str) -
 
 
 @register_reader("osprey_description")
-def read_osprey_description(
-    data: Mapping[str, Path | None], options: Mapping[str, Any]
-) -> ReadResult:
+def read_osprey_description(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
     q_path = require_path(data, "questions")
     a_path = require_path(data, "answers")
     c_path = require_path(data, "context")
@@ -175,10 +171,7 @@ def read_ferret_bench(data: Mapping[str, Path | None], options: Mapping[str, Any
             if size is not None:
                 w, h = size
                 try:
-                    regions = [
-                        Region.from_box((b[0] * w, b[1] * h, b[2] * w, b[3] * h), h, w)
-                        for b in boxes
-                    ]
+                    regions = [Region.from_box((b[0] * w, b[1] * h, b[2] * w, b[3] * h), h, w) for b in boxes]
                 except RegionError as exc:
                     raise DataError(q_path, f"box outside the image: {exc}", where) from exc
         else:

@@ -77,9 +77,7 @@ def _answer_text(path: Path, value: Any, where: str) -> str:
     raise DataError(path, "gt_answers must be a string or a list of strings", where)
 
 
-def _regions(
-    path: Path, rec: dict[str, Any], field: str, w: int, h: int, where: str
-) -> list[Region]:
+def _regions(path: Path, rec: dict[str, Any], field: str, w: int, h: int, where: str) -> list[Region]:
     vps = rec.get(field)
     if not isinstance(vps, list) or not vps:
         raise DataError(path, f"field {field!r} must be a non-empty list", where)
@@ -118,9 +116,7 @@ def read_mdvp(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> Re
             where = f"#{k}"
             if not isinstance(rec, dict):
                 raise DataError(path, "a record must be an object", where)
-            missing = [
-                f for f in ("image_name", "question", "question_id", "gt_answers") if f not in rec
-            ]
+            missing = [f for f in ("image_name", "question", "question_id", "gt_answers") if f not in rec]
             if missing:
                 raise DataError(path, f"missing field(s) {missing}", where)
             qid = str(rec["question_id"])

@@ -52,8 +52,6 @@ def read_referring(data: Mapping[str, Path | None], options: Mapping[str, Any]) 
     )
 
 
-
-
 def read_osprey_subset(
     path: Path, records: list[Any], images: Path | None, errors: RecordErrors | None = None
 ) -> list[Sample]:

@@ -97,15 +97,10 @@ def read_osprey_captions(path: Path, raw: dict[str, Any], images: Path | None) -
     records: dict[Any, dict[str, Any]] = {}
     for k, img in enumerate(raw["images"]):
         where = f"images[{k}]"
-        if (
-            not isinstance(img, dict)
-            or not {"id", "file_name", "height", "width", "caption"} <= img.keys()
-        ):
+        if not isinstance(img, dict) or not {"id", "file_name", "height", "width", "caption"} <= img.keys():
             raise DataError(path, "image record needs id, file_name, height, width, caption", where)
         if not isinstance(img["caption"], str):
-            raise DataError(
-                path, "image record 'caption' is not a string", f"{where} (id {img['id']})"
-            )
+            raise DataError(path, "image record 'caption' is not a string", f"{where} (id {img['id']})")
         records[img["id"]] = img
     samples: list[Sample] = []
     for k, ann in enumerate(raw["annotations"]):
@@ -117,9 +112,7 @@ def read_osprey_captions(path: Path, raw: dict[str, Any], images: Path | None) -
         if img is None:
             raise DataError(path, f"unknown image_id {ann['image_id']}", where)
         try:
-            region = Region.from_segmentation(
-                ann["segmentation"], int(img["height"]), int(img["width"])
-            )
+            region = Region.from_segmentation(ann["segmentation"], int(img["height"]), int(img["width"]))
         except RegionError as exc:
             raise DataError(path, f"invalid segmentation: {exc}", where) from exc
         samples.append(
@@ -185,9 +178,7 @@ def read_refer(
     refs = load_refs(refs_path)
     instances = load_json(instances_path)
     if not isinstance(instances, dict) or not {"images", "annotations"} <= instances.keys():
-        raise DataError(
-            instances_path, "expected COCO-style instances with 'images' and 'annotations'"
-        )
+        raise DataError(instances_path, "expected COCO-style instances with 'images' and 'annotations'")
     image_info = {img["id"]: img for img in instances["images"]}
     anns = {ann["id"]: ann for ann in instances["annotations"]}
     by_ann: dict[int, list[str]] = {}
@@ -208,9 +199,7 @@ def read_refer(
                 )
             sentences.append(s[field])
         if not sentences:
-            raise DataError(
-                refs_path, "ref has no sentences", f"{where} (ref_id {ref.get('ref_id')})"
-            )
+            raise DataError(refs_path, "ref has no sentences", f"{where} (ref_id {ref.get('ref_id')})")
         if ref["ann_id"] not in by_ann:
             order.append(ref["ann_id"])
             by_ann[ref["ann_id"]] = []
@@ -224,17 +213,11 @@ def read_refer(
             raise DataError(instances_path, f"annotation {ann_id} of a {split} ref is missing")
         img = image_info.get(ann["image_id"])
         if img is None:
-            raise DataError(
-                instances_path, f"unknown image_id {ann['image_id']}", f"annotation {ann_id}"
-            )
+            raise DataError(instances_path, f"unknown image_id {ann['image_id']}", f"annotation {ann_id}")
         try:
-            region = Region.from_segmentation(
-                ann["segmentation"], int(img["height"]), int(img["width"])
-            )
+            region = Region.from_segmentation(ann["segmentation"], int(img["height"]), int(img["width"]))
         except RegionError as exc:
-            raise DataError(
-                instances_path, f"invalid segmentation: {exc}", f"annotation {ann_id}"
-            ) from exc
+            raise DataError(instances_path, f"invalid segmentation: {exc}", f"annotation {ann_id}") from exc
         samples.append(
             Sample(
                 id=str(ann_id),

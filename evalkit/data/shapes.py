@@ -118,13 +118,33 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> 
         return rot(pts)
     if shape == "cross":
         t = r * 0.35
-        return rot([(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r),
-                    (-t, t), (-r, t), (-r, -t), (-t, -t)])
+        return rot(
+            [
+                (-t, -r),
+                (t, -r),
+                (t, -t),
+                (r, -t),
+                (r, t),
+                (t, t),
+                (t, r),
+                (-t, r),
+                (-t, t),
+                (-r, t),
+                (-r, -t),
+                (-t, -t),
+            ]
+        )
     raise ValueError(shape)
 
 
-def _draw(draw_rgb: ImageDraw.ImageDraw, draw_ids: ImageDraw.ImageDraw, kind: str,
-          geom: Any, colour: tuple[int, int, int], instance: int) -> None:
+def _draw(
+    draw_rgb: ImageDraw.ImageDraw,
+    draw_ids: ImageDraw.ImageDraw,
+    kind: str,
+    geom: Any,
+    colour: tuple[int, int, int],
+    instance: int,
+) -> None:
     if kind == "ellipse":
         draw_rgb.ellipse(geom, fill=colour)
         draw_ids.ellipse(geom, fill=instance)
@@ -152,8 +172,12 @@ def make_scene(rng: random.Random, name: str) -> tuple[Image.Image, np.ndarray, 
             w = r
             wall = [(cx - w, cy - w * 0.3), (cx + w, cy - w * 0.3), (cx + w, cy + w), (cx - w, cy + w)]
             roof = [(cx - w * 1.15, cy - w * 0.3), (cx + w * 1.15, cy - w * 0.3), (cx, cy - w * 1.1)]
-            door = [(cx - w * 0.25, cy + w * 0.3), (cx + w * 0.25, cy + w * 0.3),
-                    (cx + w * 0.25, cy + w), (cx - w * 0.25, cy + w)]
+            door = [
+                (cx - w * 0.25, cy + w * 0.3),
+                (cx + w * 0.25, cy + w * 0.3),
+                (cx + w * 0.25, cy + w),
+                (cx - w * 0.25, cy + w),
+            ]
             parts = []
             for part, poly in (("wall", wall), ("roof", roof), ("door", door)):
                 _draw(draw_rgb, draw_ids, "polygon", poly, HOUSE_PARTS[part], next_id)
@@ -168,8 +192,14 @@ def make_scene(rng: random.Random, name: str) -> tuple[Image.Image, np.ndarray, 
             _draw(draw_rgb, draw_ids, "ellipse", geom, COLOURS[colour], next_id)
         else:
             angle = rng.uniform(-0.3, 0.3) if shape != "square" else rng.uniform(-0.2, 0.2)
-            _draw(draw_rgb, draw_ids, "polygon", _shape_polygon(shape, cx, cy, r, angle),
-                  COLOURS[colour], next_id)
+            _draw(
+                draw_rgb,
+                draw_ids,
+                "polygon",
+                _shape_polygon(shape, cx, cy, r, angle),
+                COLOURS[colour],
+                next_id,
+            )
         objects.append({"id": next_id, "shape": shape, "colour": colour, "cx": cx, "cy": cy, "r": r})
         next_id += 1
     id_map = np.asarray(ids, dtype=np.int32).astype(np.uint16)
@@ -213,9 +243,15 @@ def write_split(out: Path, split: str, n_images: int, seed: int, min_visible: in
         scene["visible"] = {str(i): int(areas[i]) for i in range(1, len(areas)) if areas[i]}
         scenes.append(scene)
         if categories:
-            cls_records.append({"file_name": scene["file_name"], "height": scene["height"],
-                                "width": scene["width"], "categories": categories,
-                                "annotations": annotations})
+            cls_records.append(
+                {
+                    "file_name": scene["file_name"],
+                    "height": scene["height"],
+                    "width": scene["width"],
+                    "categories": categories,
+                    "annotations": annotations,
+                }
+            )
     (out / "scenes.json").write_text(json.dumps(scenes))
     (out / "cls.json").write_text(json.dumps(cls_records))
 

@@ -48,9 +48,7 @@ def shapes_categories() -> list[dict[str, Any]]:
     names = [f"{c}_{s}" for c in COLOURS for s in SHAPES] + [f"house:{p}" for p in HOUSE_PARTS]
     cats = [{"id": 1, "name": "background", "isthing": 0, "supercategory": "stuff"}]
     for k, name in enumerate(names, start=2):
-        cats.append(
-            {"id": k, "name": category_phrase(name), "isthing": 1, "supercategory": "shape"}
-        )
+        cats.append({"id": k, "name": category_phrase(name), "isthing": 1, "supercategory": "shape"})
     return cats
 
 
@@ -117,8 +115,7 @@ def write_ovseg_split(split_dir: Path, out: Path) -> None:
         json.dumps({"images": images, "annotations": annotations, "categories": cats})
     )
     lines = [
-        f"{k}:{','.join(synonyms(c['name']))}"
-        for k, c in enumerate(sorted(cats, key=lambda c: c["id"]))
+        f"{k}:{','.join(synonyms(c['name']))}" for k, c in enumerate(sorted(cats, key=lambda c: c["id"]))
     ]
     (out / "vocabulary.txt").write_text("\n".join(lines) + "\n")
 
@@ -155,16 +152,11 @@ def ensure_ovseg(split: str) -> Path:
 
 
 @register_data_defaults("shapes_ovseg")
-def shapes_ovseg_data(
-    data: Mapping[str, Path | None], options: Mapping[str, Any]
-) -> dict[str, Path | None]:
+def shapes_ovseg_data(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> dict[str, Path | None]:
     """Generated paths for the keys the user did not give."""
     split = str(options.get("split", "val"))
     out = dict(data)
-    if all(
-        out.get(k) is not None
-        for k in ("panoptic_json", "panoptic_root", "semantic_root", "vocabulary")
-    ):
+    if all(out.get(k) is not None for k in ("panoptic_json", "panoptic_root", "semantic_root", "vocabulary")):
         return out
     root = ensure_ovseg(split)
     defaults = {

@@ -59,15 +59,11 @@ def read_shapes_cap(data: Mapping[str, Path | None], options: Mapping[str, Any])
         category = str(sample.target)
         sample.meta["category"] = category
         sample.target = region_captions(category)
-    note = (
-        f"shapes v{VERSION} {split}: {len(samples)} regions, references = region_captions(category)"
-    )
+    note = f"shapes v{VERSION} {split}: {len(samples)} regions, references = region_captions(category)"
     return ReadResult(samples, [path], [note])
 
 
-def visible_object_names(
-    scene: dict[str, Any], min_visible: int = MIN_VISIBLE
-) -> tuple[list[str], set[str]]:
+def visible_object_names(scene: dict[str, Any], min_visible: int = MIN_VISIBLE) -> tuple[list[str], set[str]]:
     """(names of objects visible enough to ask about, names of every object drawn)."""
     visible_px = {int(k): int(v) for k, v in scene.get("visible", {}).items()}
     shown: list[str] = []
@@ -80,17 +76,13 @@ def visible_object_names(
     return shown, drawn
 
 
-def pope_questions(
-    scene: dict[str, Any], seed: int = 0, max_per_scene: int = 3
-) -> list[tuple[str, str]]:
+def pope_questions(scene: dict[str, Any], seed: int = 0, max_per_scene: int = 3) -> list[tuple[str, str]]:
     """Balanced (object name, ``yes``/``no``) pairs for one scene, seeded by its file name."""
     rng = random.Random(f"shapes-pope:{seed}:{scene['file_name']}")
     present, drawn = visible_object_names(scene)
     absent = [n for n in all_object_names() if n not in drawn]
     k = min(len(present), len(absent), max_per_scene)
-    pairs = [(n, "yes") for n in rng.sample(present, k)] + [
-        (n, "no") for n in rng.sample(absent, k)
-    ]
+    pairs = [(n, "yes") for n in rng.sample(present, k)] + [(n, "no") for n in rng.sample(absent, k)]
     rng.shuffle(pairs)
     return pairs
 

@@ -33,21 +33,15 @@ def read_test_ids(path: Path, key: str = "test") -> list[int]:
                 try:
                     ids.append(int(line.strip()))
                 except ValueError as exc:
-                    raise DataError(
-                        path, f"not an image id: {line.strip()!r}", f"line {lineno}"
-                    ) from exc
+                    raise DataError(path, f"not an image id: {line.strip()!r}", f"line {lineno}") from exc
         return ids
     raw = load_json(path)
     if isinstance(raw, dict) and key in raw:
         raw = raw[key]
     elif isinstance(raw, dict) and "images" in raw:
         raw = [img.get("id") for img in raw["images"] if isinstance(img, dict)]
-    if not isinstance(raw, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in raw
-    ):
-        raise DataError(
-            path, f"expected a list of image ids, {{{key!r}: [...]}}, or COCO-style 'images'"
-        )
+    if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        raise DataError(path, f"expected a list of image ids, {{{key!r}: [...]}}, or COCO-style 'images'")
     return raw
 
 
@@ -112,9 +106,7 @@ def read_vg(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> Read
                 not isinstance(reg, dict)
                 or not {"region_id", "x", "y", "width", "height", "phrase"} <= reg.keys()
             ):
-                raise DataError(
-                    regions_path, "region needs region_id, x, y, width, height, phrase", where
-                )
+                raise DataError(regions_path, "region needs region_id, x, y, width, height, phrase", where)
             x1, y1 = float(reg["x"]), float(reg["y"])
             x2, y2 = x1 + float(reg["width"]), y1 + float(reg["height"])
             cx1, cy1 = max(0.0, x1), max(0.0, y1)
@@ -139,7 +131,6 @@ def read_vg(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> Read
     ]
     if missing:
         notes.append(
-            f"{len(missing)} test image id(s) have no image record or no regions, "
-            f"e.g. {missing[:5]}"
+            f"{len(missing)} test image id(s) have no image record or no regions, e.g. {missing[:5]}"
         )
     return ReadResult(samples, [regions_path, image_data_path, ids_path], notes)

@@ -43,8 +43,15 @@ def adapt_regions(adapter: Adapter, request: Request) -> tuple[Request, list[str
         notes.append(f"region {k}: {region.kind} -> {target}")
     if not notes:
         return request, notes
-    adapted = Request(request.id, request.sample_id, request.image_path, request.prompt,
-                      converted, request.generation, request.extra)
+    adapted = Request(
+        request.id,
+        request.sample_id,
+        request.image_path,
+        request.prompt,
+        converted,
+        request.generation,
+        request.extra,
+    )
     return adapted, notes
 
 
@@ -117,8 +124,12 @@ def generate_into_store(
             rate = done / max(time.perf_counter() - start, 1e-9)
             progress.update(bar, advance=1, rate=f"{rate:.1f} req/s")
             if prediction.error is not None:
-                _fail_or_skip(report, on_error, prediction.request_id,
-                              EvalkitError(f"request {prediction.request_id}: {prediction.error}"))
+                _fail_or_skip(
+                    report,
+                    on_error,
+                    prediction.request_id,
+                    EvalkitError(f"request {prediction.request_id}: {prediction.error}"),
+                )
                 continue
             if prediction.request_id in conversion_notes:
                 prediction.meta.setdefault("region_conversions", conversion_notes[prediction.request_id])

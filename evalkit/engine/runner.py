@@ -117,17 +117,28 @@ def run_task(
     n_generated = len(pending) - len(report.skipped)
     if ctx.distributed:
         n_generated = sum(1 for r in requests if keys[r.id] in stored) - len(done)
-    results = finish(task, model_name, fingerprint, loaded, texts, data, output, generation,
-                     t0, generate_s, n_generated,
-                     {"total": len(requests), "generated": n_generated, "reused": len(done),
-                      "skipped": len(skipped)})
+    results = finish(
+        task,
+        model_name,
+        fingerprint,
+        loaded,
+        texts,
+        data,
+        output,
+        generation,
+        t0,
+        generate_s,
+        n_generated,
+        {"total": len(requests), "generated": n_generated, "reused": len(done), "skipped": len(skipped)},
+    )
     dist.shutdown(ctx)
     return results
 
 
 def _prediction(record: dict[str, Any]) -> Prediction:
-    return Prediction(record["id"], record["text"], record.get("prompt"),
-                      record.get("token_ids"), record.get("meta", {}))
+    return Prediction(
+        record["id"], record["text"], record.get("prompt"), record.get("token_ids"), record.get("meta", {})
+    )
 
 
 def score_file(
@@ -155,8 +166,20 @@ def score_file(
         loaded.samples = [s for s in loaded.samples if s.id not in gone]
     fingerprint = {"name": "predictions-file", "predictions_sha256": sha256_path(predictions_path)}
     loaded.files.append(predictions_path)
-    return finish(task, model_name or predictions_path.stem, fingerprint, loaded, texts, data,
-                  output, dict(task.generation), t0, 0.0, 0, {})
+    return finish(
+        task,
+        model_name or predictions_path.stem,
+        fingerprint,
+        loaded,
+        texts,
+        data,
+        output,
+        dict(task.generation),
+        t0,
+        0.0,
+        0,
+        {},
+    )
 
 
 def finish(

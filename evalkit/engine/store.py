@@ -59,9 +59,7 @@ class PredictionStore:
                 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
                 """
             )
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', ?)", (SCHEMA_VERSION,)
-            )
+            self._db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', ?)", (SCHEMA_VERSION,))
             (found,) = self._db.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -98,9 +96,7 @@ class PredictionStore:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, record FROM predictions WHERE key IN ({marks})", chunk
-            )
+            rows = self._db.execute(f"SELECT key, record FROM predictions WHERE key IN ({marks})", chunk)
             for key, record in rows:
                 out[key] = _prediction_from_json(json.loads(record))
         return out

@@ -41,9 +41,7 @@ def _hash_images(value: Any) -> Any:
     return value
 
 
-def cache_key(
-    endpoint: str, model: str, params: dict[str, Any], messages: list[dict[str, Any]]
-) -> str:
+def cache_key(endpoint: str, model: str, params: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     payload = {
         "endpoint": endpoint.rstrip("/"),
         "model": model,

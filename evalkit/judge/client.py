@@ -209,9 +209,7 @@ class ChatClient:
         from openai import AsyncOpenAI
 
         s = self.settings
-        client = AsyncOpenAI(
-            api_key=s.api_key(), base_url=s.base_url, timeout=s.timeout_s, max_retries=0
-        )
+        client = AsyncOpenAI(api_key=s.api_key(), base_url=s.base_url, timeout=s.timeout_s, max_retries=0)
         gate = asyncio.Semaphore(s.max_concurrency)
 
         async def one(call: ChatCall) -> None:
@@ -226,9 +224,7 @@ class ChatClient:
         finally:
             await client.close()
 
-    async def _with_retries(
-        self, client: Any, call: ChatCall, stop: threading.Event
-    ) -> ChatOutcome:
+    async def _with_retries(self, client: Any, call: ChatCall, stop: threading.Event) -> ChatOutcome:
         import openai
 
         s = self.settings
@@ -248,9 +244,7 @@ class ChatClient:
                 status = exc.status_code
                 last_error = f"HTTP {status}"
                 if status not in RETRYABLE_STATUS and status < 500:
-                    return ChatOutcome(
-                        call.id, None, error=f"{last_error} (not retryable)", attempts=attempt
-                    )
+                    return ChatOutcome(call.id, None, error=f"{last_error} (not retryable)", attempts=attempt)
                 retry_after = parse_retry_after(exc.response.headers)
             except openai.APITimeoutError:
                 last_error = "timeout"
@@ -279,6 +273,4 @@ class ChatClient:
                     self._rng,
                 )
             )
-        return ChatOutcome(
-            call.id, None, error=f"{last_error} after {attempt} attempt(s)", attempts=attempt
-        )
+        return ChatOutcome(call.id, None, error=f"{last_error} after {attempt} attempt(s)", attempts=attempt)

@@ -74,9 +74,7 @@ class CaptionScorerError(EvalkitError):
 
 @dataclass
 class CaptionScores:
-    corpus: dict[
-        str, float
-    ]  # metric -> corpus score x100 (METEOR/CIDEr/BLEU as the toolkit defines)
+    corpus: dict[str, float]  # metric -> corpus score x100 (METEOR/CIDEr/BLEU as the toolkit defines)
     per_item: dict[str, dict[str, float]]  # item id -> metric -> score x100
     tokenized_predictions: dict[str, str] = field(default_factory=dict)
     line_breaks_replaced: int = 0  # captions that held a Java line-break character
@@ -104,9 +102,7 @@ def _package_file(subpackage: str, name: str) -> Path:
 
         module = importlib.import_module(f"pycocoevalcap.{subpackage}")
     except ModuleNotFoundError as exc:
-        raise EvalkitError(
-            "caption metrics need pycocoevalcap (`pip install pycocoevalcap`)"
-        ) from exc
+        raise EvalkitError("caption metrics need pycocoevalcap (`pip install pycocoevalcap`)") from exc
     path = Path(next(iter(module.__path__))) / name
     if not path.is_file():
         raise EvalkitError(f"pycocoevalcap is installed but {path} is missing")
@@ -167,14 +163,11 @@ def ptb_tokenize(captions: Sequence[str], jar: Path | None = None) -> list[str]:
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, check=False)
     if proc.returncode != 0:
         raise CaptionScorerError(
-            f"PTB tokenizer failed (exit {proc.returncode}): "
-            + proc.stderr.decode("utf-8", "replace")[-800:]
+            f"PTB tokenizer failed (exit {proc.returncode}): " + proc.stderr.decode("utf-8", "replace")[-800:]
         )
     out_lines = proc.stdout.decode("utf-8").split("\n")
     if len(out_lines) < len(lines):
-        raise CaptionScorerError(
-            f"PTB tokenizer returned {len(out_lines)} lines for {len(lines)} captions"
-        )
+        raise CaptionScorerError(f"PTB tokenizer returned {len(out_lines)} lines for {len(lines)} captions")
     return [
         " ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS)
         for line in out_lines[: len(lines)]
@@ -231,8 +224,7 @@ class MeteorProcess:
         if not raw:
             self.proc.kill()
             raise CaptionScorerError(
-                f"METEOR stopped before sending {what} (exit {self.proc.wait()}): "
-                + _tail(self.stderr)
+                f"METEOR stopped before sending {what} (exit {self.proc.wait()}): " + _tail(self.stderr)
             )
         return raw.decode("utf-8").strip()
 
@@ -264,14 +256,10 @@ class MeteorProcess:
         stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode("utf-8"))
         stdin.flush()
         try:
-            per_item = [
-                float(self._read_line(f"the score of item {k}")) for k in range(len(hypotheses))
-            ]
+            per_item = [float(self._read_line(f"the score of item {k}")) for k in range(len(hypotheses))]
             corpus = float(self._read_line("the corpus score"))
         except ValueError as exc:
-            raise CaptionScorerError(
-                f"METEOR answered something that is not a number: {exc}"
-            ) from exc
+            raise CaptionScorerError(f"METEOR answered something that is not a number: {exc}") from exc
         return corpus, per_item
 
     def close(self) -> None:

@@ -68,9 +68,7 @@ def mask_ious(det_rles: list[dict], gt_rles: list[dict], gt_crowd: Sequence[bool
     return np.asarray(mask_utils.iou(det_rles, gt_rles, [int(c) for c in gt_crowd]), dtype=float)
 
 
-def _match(
-    ious: np.ndarray, gt_ids: np.ndarray, crowd: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _match(ious: np.ndarray, gt_ids: np.ndarray, crowd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Greedy COCO matching for one image and category; rows = detections in score order,
     columns = ground truth sorted non-crowd first. Returns (matched, ignored), both (T, D)."""
     n_det, n_gt = ious.shape

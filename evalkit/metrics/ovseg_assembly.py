@@ -47,9 +47,7 @@ def clean_answer(text: str) -> str:
     return text.strip()
 
 
-def class_cosines(
-    answers: Sequence[str], synonyms: Sequence[Sequence[str]], encoder: Encoder
-) -> np.ndarray:
+def class_cosines(answers: Sequence[str], synonyms: Sequence[Sequence[str]], encoder: Encoder) -> np.ndarray:
     """(n, C): per class, the max cosine between an answer and ``TEMPLATE`` of each synonym."""
     sentences = [TEMPLATE.format(name) for names in synonyms for name in names]
     starts = np.cumsum([0] + [len(names) for names in synonyms])[:-1]
@@ -98,9 +96,7 @@ class AssembledImage:
     det_score: np.ndarray  # (D,)
 
 
-def assemble(
-    cosines: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncovered: int
-) -> AssembledImage:
+def assemble(cosines: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncovered: int) -> AssembledImage:
     """Semantic, panoptic and instance outputs of one image.
 
     ``cosines`` (Q, C) for the Q real queries in query order; ``areas`` (Q,) their pixel

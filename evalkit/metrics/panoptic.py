@@ -93,8 +93,7 @@ def accumulate_image(image: PanopticImage, stats: dict[int, CategoryStats]) -> N
     for s in image.pred:
         if s.category_id not in stats:
             raise ValueError(
-                f"image {image.image_id}: predicted segment {s.id} has unknown category "
-                f"{s.category_id}"
+                f"image {image.image_id}: predicted segment {s.id} has unknown category {s.category_id}"
             )
     inter = image.intersections
     gt_matched: set[int] = set()
@@ -159,9 +158,7 @@ def pq_average(
     return {"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n}, per_category
 
 
-def panoptic_quality(
-    images: Iterable[PanopticImage], isthing: Mapping[int, bool]
-) -> PanopticResult:
+def panoptic_quality(images: Iterable[PanopticImage], isthing: Mapping[int, bool]) -> PanopticResult:
     """PQ over a dataset. ``isthing`` maps every ground-truth category id (in the JSON's
     order, which fixes the summation order) to whether it is a thing."""
     stats = {cat_id: CategoryStats() for cat_id in isthing}
@@ -170,9 +167,7 @@ def panoptic_quality(
     return result_from_stats(stats, isthing)
 
 
-def result_from_stats(
-    stats: dict[int, CategoryStats], isthing: Mapping[int, bool]
-) -> PanopticResult:
+def result_from_stats(stats: dict[int, CategoryStats], isthing: Mapping[int, bool]) -> PanopticResult:
     splits: dict[str, dict[str, float]] = {}
     per_category: dict[int, dict[str, float]] = {}
     for name, things in (("all", None), ("things", True), ("stuff", False)):

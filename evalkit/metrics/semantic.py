@@ -26,9 +26,7 @@ def semantic_iou(prediction: str, target: str) -> float:
     return len(pred_tokens & target_tokens) / len(union)
 
 
-def semantic_similarity(
-    predictions: Sequence[str], targets: Sequence[str], encoder: Encoder
-) -> np.ndarray:
+def semantic_similarity(predictions: Sequence[str], targets: Sequence[str], encoder: Encoder) -> np.ndarray:
     """Per-pair cosine similarity of the encoder's embeddings (rows need not be normalised)."""
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")

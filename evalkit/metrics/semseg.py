@@ -32,9 +32,7 @@ def confusion_matrix(
     pred = pred.astype(np.int64)
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise ValueError(f"predicted class outside [0, {num_classes})")
-    counts = np.bincount(
-        (num_classes + 1) * pred.ravel() + gt.ravel(), minlength=(num_classes + 1) ** 2
-    )
+    counts = np.bincount((num_classes + 1) * pred.ravel() + gt.ravel(), minlength=(num_classes + 1) ** 2)
     return counts.reshape(num_classes + 1, num_classes + 1)
 
 

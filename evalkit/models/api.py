@@ -42,8 +42,7 @@ def rewrite_prompt(prompt: str, n_regions: int) -> str:
     parts = _IMAGE_LINE.sub("", prompt).split(REGION_PLACEHOLDER)
     if len(parts) - 1 > n_regions:
         raise ConfigError(
-            f"prompt has {len(parts) - 1} {REGION_PLACEHOLDER} placeholders "
-            f"for {n_regions} region(s)"
+            f"prompt has {len(parts) - 1} {REGION_PLACEHOLDER} placeholders for {n_regions} region(s)"
         )
     out = parts[0]
     for i, tail in enumerate(parts[1:], start=1):

@@ -44,9 +44,7 @@ class MdvpReview(JudgedProtocol):
             reference_quirk=bool(self.args.get("context_quirk", False)),
         )
         if sample.image_path is None:
-            raise DataError(
-                f"<sample {sample.id}>", "the MDVP judge needs the image (--data images=DIR)"
-            )
+            raise DataError(f"<sample {sample.id}>", "the MDVP judge needs the image (--data images=DIR)")
         try:
             with Image.open(sample.image_path) as img:
                 img.load()

@@ -59,10 +59,7 @@ def load_instance_truth(path: Path) -> InstanceTruth:
         raise DataError(path, "expected a COCO instance object with 'annotations' and 'categories'")
     by_image: dict[Any, list[dict[str, Any]]] = {}
     for k, ann in enumerate(raw["annotations"]):
-        if (
-            not isinstance(ann, dict)
-            or not {"id", "image_id", "category_id", "segmentation"} <= ann.keys()
-        ):
+        if not isinstance(ann, dict) or not {"id", "image_id", "category_id", "segmentation"} <= ann.keys():
             raise DataError(
                 path,
                 "an annotation needs id, image_id, category_id, segmentation",
@@ -101,16 +98,12 @@ def instance_image(
     truth: InstanceTruth | None,
 ) -> InstanceImage:
     n_q = segmap.n_queries
-    det_cats = np.array(
-        [pset.categories[c].id for c in assembled.det_class.tolist()], dtype=np.int64
-    )
+    det_cats = np.array([pset.categories[c].id for c in assembled.det_class.tolist()], dtype=np.int64)
     real = assembled.det_query < n_q
     if truth is None:  # ground truth = the panoptic thing segments: IoU 1 with itself, else 0
         things = [s for s in ann.segments if pset.by_id[s.category_id].isthing]
         gt_ids = np.array([s.id for s in things], dtype=np.int64)
-        det_ids = np.where(
-            real, segmap.ids[np.minimum(assembled.det_query, len(segmap.ids) - 1)], -1
-        )
+        det_ids = np.where(real, segmap.ids[np.minimum(assembled.det_query, len(segmap.ids) - 1)], -1)
         ious = (det_ids[:, None] == gt_ids[None, :]).astype(float)
         return InstanceImage(
             ann.image_id,
@@ -135,9 +128,7 @@ def instance_image(
         # count segment pixels inside the instance within its box only
         x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
         mask = np.asarray(mask_utils.decode(rle)[y : y + h, x : x + w], dtype=bool)
-        inter_by_seg = np.bincount(segmap.index[y : y + h, x : x + w][mask], minlength=n_seg + 1)[
-            :n_seg
-        ]
+        inter_by_seg = np.bincount(segmap.index[y : y + h, x : x + w][mask], minlength=n_seg + 1)[:n_seg]
         inter = np.zeros(len(real))
         inter[real] = inter_by_seg[assembled.det_query[real]]
         union = det_area if crowd[j] else det_area + int(mask_utils.area(rle)) - inter
@@ -238,9 +229,7 @@ class OpenVocabSegmentation(TaskProtocol):
             rows = np.array([row_of[k] for k in keys[: segmap.n_queries]], dtype=np.int64)
             counts["segments_beyond_query_limit"] += len(keys) - segmap.n_queries
             uncovered = int(segmap.index.size - segmap.counts[: segmap.n_queries].sum())
-            assembled = assemble(
-                cosines[rows], segmap.counts[: segmap.n_queries], isthing, uncovered
-            )
+            assembled = assemble(cosines[rows], segmap.counts[: segmap.n_queries], isthing, uncovered)
             predicted_class[rows] = assembled.semantic_class
             record = f"image {ann.image_id}"
             sem_path = semantic_file(layout, semantic_root, ann)
@@ -296,6 +285,4 @@ class OpenVocabSegmentation(TaskProtocol):
                 "pacc": 100 * sem_res.pacc,
             }
         }
-        return ScoreResult(
-            metrics, per_sample, deviations, {**counts, "regions": len(samples)}, extra
-        )
+        return ScoreResult(metrics, per_sample, deviations, {**counts, "regions": len(samples)}, extra)

@@ -41,9 +41,7 @@ class RegionCaption(TaskProtocol):
         use_colon = bool(self.args.get("colon_rule", True))
         split_periods = bool(self.args.get("split_periods", True))
         metrics = tuple(self.args.get("metrics", METRICS))
-        captions = {
-            s.id: postprocess_caption(texts[s.id], use_colon, split_periods) for s in samples
-        }
+        captions = {s.id: postprocess_caption(texts[s.id], use_colon, split_periods) for s in samples}
         references: dict[str, list[str]] = {}
         for s in samples:
             refs = references_of(s.target)
@@ -75,6 +73,4 @@ class RegionCaption(TaskProtocol):
             "references": sum(len(r) for r in references.values()),
             "empty_captions": sum(1 for s in samples if not scored.tokenized_predictions.get(s.id)),
         }
-        return ScoreResult(
-            metrics=scored.corpus, per_sample=per_sample, deviations=deviations, counts=counts
-        )
+        return ScoreResult(metrics=scored.corpus, per_sample=per_sample, deviations=deviations, counts=counts)

@@ -61,10 +61,7 @@ BOARDS: tuple[Board, ...] = (
     Board(
         "ovseg",
         "Open-vocabulary segmentation",
-        tuple(
-            _cols("cityscapes_ovseg", "Cityscapes", _OVSEG)
-            + _cols("ade20k_ovseg", "ADE20K", _OVSEG)
-        ),
+        tuple(_cols("cityscapes_ovseg", "Cityscapes", _OVSEG) + _cols("ade20k_ovseg", "ADE20K", _OVSEG)),
         "Ground-truth regions classified by the model; panoptic PQ, instance AP, semantic "
         "mIoU (Osprey Table 2).",
     ),
@@ -72,8 +69,7 @@ BOARDS: tuple[Board, ...] = (
         "captioning",
         "Region captioning",
         tuple(_cols("refcocog_cap", "RefCOCOg", _CAPTION) + _cols("vg_cap", "VG", _CAPTION)),
-        "RefCOCOg val and Visual Genome (Osprey Table A1, RegionGPT Table 4, SPHINX-V "
-        "Tables 6 and 10).",
+        "RefCOCOg val and Visual Genome (Osprey Table A1, RegionGPT Table 4, SPHINX-V Tables 6 and 10).",
     ),
     Board(
         "pope",

@@ -43,19 +43,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 board_chart(table, png)
                 plots[table.board.name] = png.name
-        text = render_markdown(
-            tables, reproducible=args.reproducible, title=args.title, plots=plots
-        )
+        text = render_markdown(tables, reproducible=args.reproducible, title=args.title, plots=plots)
     else:
         frame = to_frame(tables)
         if args.format == "csv":
             text = frame.to_csv(index=False, lineterminator="\n")
         else:
             text = (
-                json.dumps(
-                    json.loads(frame.to_json(orient="records")), indent=2, ensure_ascii=False
-                )
-                + "\n"
+                json.dumps(json.loads(frame.to_json(orient="records")), indent=2, ensure_ascii=False) + "\n"
             )
     _write(text, args.out)
     return 0
@@ -116,9 +111,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="write here instead of stdout")
     p.add_argument("--format", choices=("md", "csv", "json"), default="md")
     p.add_argument("--plots", action="store_true", help="a PNG bar chart per board next to --out")
-    p.add_argument(
-        "--baselines", type=Path, help="published numbers (default: leaderboards/baselines.yaml)"
-    )
+    p.add_argument("--baselines", type=Path, help="published numbers (default: leaderboards/baselines.yaml)")
     p.add_argument("--no-baselines", action="store_true", help="runs only")
     p.add_argument("--all-boards", action="store_true", help="also boards no run appears on")
     p.add_argument(
@@ -138,9 +131,7 @@ def register(sub: Any) -> None:
         metavar="METRIC=DELTA",
         help="allowed drop in points for a metric (repeatable)",
     )
-    p.add_argument(
-        "--force", action="store_true", help="compare even when task card or data hashes differ"
-    )
+    p.add_argument("--force", action="store_true", help="compare even when task card or data hashes differ")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the comparison as JSON")
     p.set_defaults(handler=cmd_compare)
 

@@ -111,8 +111,7 @@ def mismatches(candidate: Run, baseline: Run) -> list[str]:
         )
     if c.provenance.protocol_variant != b.provenance.protocol_variant:
         out.append(
-            f"protocol variants differ: {c.provenance.protocol_variant} vs "
-            f"{b.provenance.protocol_variant}"
+            f"protocol variants differ: {c.provenance.protocol_variant} vs {b.provenance.protocol_variant}"
         )
     if _data_hashes(candidate) != _data_hashes(baseline):
         out.append("data file hashes differ (not the same benchmark data)")
@@ -166,9 +165,7 @@ def compare_runs(
             + " (pass --force to compare anyway)"
         )
     tolerances = dict(tolerances or {})
-    cmp = Comparison(
-        candidate.results.task, str(candidate.path), str(baseline.path), [], force, problems
-    )
+    cmp = Comparison(candidate.results.task, str(candidate.path), str(baseline.path), [], force, problems)
     cm, bm = candidate.results.metrics, baseline.results.metrics
     unknown = sorted(set(tolerances) - set(cm) - set(bm))
     if unknown:
@@ -214,11 +211,7 @@ def render_markdown(cmp: Comparison) -> str:
         "| :-- | --: | --: | --: | --: | :-- | :-- |",
     ]
     for m in cmp.metrics:
-        ci = (
-            f"[{m.ci_low:+.2f}, {m.ci_high:+.2f}] (n = {m.n_paired})"
-            if m.ci_low is not None
-            else "—"
-        )
+        ci = f"[{m.ci_low:+.2f}, {m.ci_high:+.2f}] (n = {m.n_paired})" if m.ci_low is not None else "—"
         status = f"**{m.status}**" if m.status == "regression" else m.status
         lines.append(
             f"| {m.metric} | {m.baseline:.2f} | {m.candidate:.2f} | {m.delta:+.2f} | "

@@ -118,15 +118,11 @@ def _category(row: Mapping[str, Any], sample: Sample | None) -> str:
     return "all"
 
 
-def build_gallery(
-    run: Run, overrides: Mapping[str, str], images: Path | None, max_cards: int
-) -> Gallery:
+def build_gallery(run: Run, overrides: Mapping[str, str], images: Path | None, max_cards: int) -> Gallery:
     rows = run.sample_rows()
     preds = {str(p.get("id")): p for p in run.prediction_rows()}
     metrics = per_sample_metrics(run, rows)
-    sort_metric = next(
-        (m for m in metrics if m in run.results.metrics), metrics[0] if metrics else None
-    )
+    sort_metric = next((m for m in metrics if m in run.results.metrics), metrics[0] if metrics else None)
     view = load_task_samples(run, overrides, images)
     samples, notes = view.samples, list(view.notes)
     if sort_metric is not None:
@@ -134,9 +130,7 @@ def build_gallery(
         rows = sorted(rows, key=lambda r: (float(r.get(sort_metric, 0.0)), str(r.get("id"))))
     shown = rows[:max_cards]
     if len(rows) > len(shown):
-        notes.append(
-            f"showing the {len(shown)} lowest-scoring of {len(rows)} samples (--max-cards)"
-        )
+        notes.append(f"showing the {len(shown)} lowest-scoring of {len(rows)} samples (--max-cards)")
     cards = []
     for row in shown:
         sid = str(row.get("id"))
@@ -153,9 +147,7 @@ def build_gallery(
                 target=_text(row.get("target", sample.target if sample else None)),
                 scores={m: float(row[m]) for m in metrics if _numeric(row.get(m))},
                 extra={
-                    k: _text(v)
-                    for k, v in row.items()
-                    if k in ("answer",) and v != row.get("prediction")
+                    k: _text(v) for k, v in row.items() if k in ("answer",) and v != row.get("prediction")
                 },
             )
         )
@@ -172,9 +164,7 @@ def _prompt_html(prompt: str) -> str:
     parts = _esc(prompt).split("&lt;region&gt;")
     out = parts[0]
     for k, part in enumerate(parts[1:]):
-        out += (
-            f'<span class="region r{k % 5}">&lt;region{k + 1 if len(parts) > 2 else ""}&gt;</span>'
-        )
+        out += f'<span class="region r{k % 5}">&lt;region{k + 1 if len(parts) > 2 else ""}&gt;</span>'
         out += part
     return out
 
@@ -227,8 +217,7 @@ def _provenance_html(run: Run) -> str:
 def render_html(run: Run, gallery: Gallery, histogram_png: bytes) -> str:
     res = run.results
     metric_cells = "".join(
-        f'<div class="metric"><b>{v:.2f}</b><span>{_esc(k)}</span></div>'
-        for k, v in res.metrics.items()
+        f'<div class="metric"><b>{v:.2f}</b><span>{_esc(k)}</span></div>' for k, v in res.metrics.items()
     )
     categories = sorted({c.category for c in gallery.cards})
     options = "".join(f'<option value="{_esc(c)}">{_esc(c)}</option>' for c in categories)
@@ -267,9 +256,7 @@ def write_report(
 ) -> Path:
     gallery = build_gallery(run, overrides or {}, images, max_cards)
     rows = run.sample_rows()
-    dist = {
-        m: [float(r[m]) for r in rows if _numeric(r.get(m))] for m in per_sample_metrics(run, rows)
-    }
+    dist = {m: [float(r[m]) for r in rows if _numeric(r.get(m))] for m in per_sample_metrics(run, rows)}
     page = render_html(run, gallery, histograms_png(dist))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, "utf-8")

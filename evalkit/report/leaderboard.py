@@ -103,8 +103,7 @@ def _run_rows(board: Board, runs: Sequence[Run]) -> list[Row]:
 
 def _baseline_rows(board: Board, baselines: Baselines) -> list[Row]:
     matched = [
-        (e, [k for k, c in enumerate(board.columns) if _entry_matches(c, e)])
-        for e in baselines.entries
+        (e, [k for k, c in enumerate(board.columns) if _entry_matches(c, e)]) for e in baselines.entries
     ]
     matched = [(e, ks) for e, ks in matched if ks]
 

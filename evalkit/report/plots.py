@@ -72,9 +72,7 @@ def histograms_png(values: Mapping[str, Sequence[float]]) -> bytes:
     """Small multiples: the distribution of each per-sample metric, as PNG bytes."""
     plt = _pyplot()
     names = [n for n, v in values.items() if len(v)]
-    fig, axes = plt.subplots(
-        1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 2.6), squeeze=False
-    )
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 2.6), squeeze=False)
     for ax, name in zip(axes[0], names, strict=False):
         data = list(values[name])
         ax.hist(data, bins=20, color="#4c72b0", edgecolor="white")

@@ -46,9 +46,7 @@ def draw_regions(image: Image.Image, regions: Sequence[Region]) -> Image.Image:
     for region in regions:
         mask = region.to_mask().astype(bool)
         if mask.shape != (h, w):  # region drawn for another size: fit it to the image
-            mask = np.asarray(
-                Image.fromarray(mask).resize((w, h), Image.Resampling.NEAREST), dtype=bool
-            )
+            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.Resampling.NEAREST), dtype=bool)
         masks.append(mask)
         inside |= mask
     rgb[~inside] *= _DIM
