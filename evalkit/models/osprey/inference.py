@@ -228,9 +228,9 @@ def comparable(entries: Sequence[tuple[int, int]], job: Job) -> list[tuple[int, 
 def common_prefix(seqs: Sequence[Sequence[tuple[int, int | str]]]) -> int:
     limit = min(len(s) for s in seqs) - 1  # every row keeps >= 1 suffix token for its logits
     first = seqs[0]
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in seqs[1:]):
-        n += 1
+    n = limit
+    for other in seqs[1:]:
+        n = next((k for k in range(n) if other[k] != first[k]), n)
     return n
 
 

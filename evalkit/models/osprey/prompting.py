@@ -99,6 +99,15 @@ class OspreyTokenizer:
 
     def encode_prompt(self, rendered: str) -> list[int]:
         """``tokenizer_image_token``: the image sentinel where ``<image>`` was."""
+        # A task asks the same question of thousands of regions: tokenise each text once.
+        cache: dict[str, list[int]] = self.__dict__.setdefault("_prompt_ids", {})
+        if rendered not in cache:
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[rendered] = self._encode_prompt(rendered)
+        return list(cache[rendered])
+
+    def _encode_prompt(self, rendered: str) -> list[int]:
         chunks = [self.encode_text(chunk) for chunk in rendered.split(IMAGE_PLACEHOLDER)]
         out: list[int] = []
         offset = 0
