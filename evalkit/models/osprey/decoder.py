@@ -15,8 +15,11 @@ to with one matmul per group:
   scores computed per group with the group's rows stacked as queries, so no prefix copy.
 
 Everything per token is transformers' own modules (RMSNorm, projections, rotary table, MLP),
-called on the model's weights; only the attention's bookkeeping is ours. The softmax is the
-eager one (float32, as transformers' eager attention and the released LLaVA-era code).
+called on the model's weights; only the attention is ours: for a few queries per row (a
+request's suffix, decoding) scores over prefix and own keys go through one float32 softmax,
+as transformers' eager attention and the released LLaVA-era code do; for long query runs
+over a short shared prefix (an image's prefix after the system prompt) torch's fused
+``scaled_dot_product_attention``, whose memory does not grow with queries x keys.
 
 ``need`` says which outputs a forward must produce: ``"none"`` (a prefix: only its
 keys/values matter) and ``"last"`` (a prompt's suffix: the last position's hidden state)
