@@ -107,6 +107,7 @@ def generate_fast(
         prefix = SharedKV(image_kv.keys_view(), image_kv.values_view(), image_kv.valid)
     elif text is not None:
         prefix = text.extend(len(rows), image_kv if embeds.shape[1] else None)
+        del image_kv  # copied into ``prefix``
 
     # 3. every request's own suffix, over its image's prefix.
     group_of = torch.tensor([group_keys.index(job.image_key) for job in jobs], device=device)
@@ -116,7 +117,7 @@ def generate_fast(
     starts = torch.tensor([prefix_len[job.image_key] for job in jobs], device=device)
     positions = positions_of(valid, starts)
     next_pos = positions[:, -1] + 1
-    own = RowKV(len(jobs), device)
+    own = RowKV(len(jobs), device, reserve=min(64, max(job.max_new_tokens for job in jobs)))
     hidden = decode_forward(model.llm, embeds, positions, valid, own, prefix, grouping, "last")
     assert hidden is not None
 

@@ -70,9 +70,12 @@ class RowKV:
     """Per-row keys/values that grow along the sequence by doubling (appending a token
     does not copy the cache)."""
 
-    def __init__(self, rows: int, device: torch.device):
+    def __init__(self, rows: int, device: torch.device, reserve: int = 0):
+        """``reserve``: room for tokens appended after the first forward (a prefix that is
+        never extended needs none: at 7B, 1,024 tokens of KV are 0.5 GB per image)."""
         self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.length = 0
+        self.reserve = reserve
         self.valid = torch.zeros(rows, 0, dtype=torch.bool, device=device)
 
     def append_valid(self, valid: torch.Tensor) -> None:
@@ -87,7 +90,8 @@ class RowKV:
         if new_len > old_k.shape[2]:
             grown = []
             for old, new in ((old_k, keys), (old_v, values)):
-                buffer = new.new_empty((*new.shape[:2], max(16, 2 * new_len), new.shape[3]))
+                room = self.reserve if self.length == 0 else max(16, new_len)
+                buffer = new.new_empty((*new.shape[:2], new_len + room, new.shape[3]))
                 buffer[:, :, : self.length] = old[:, :, : self.length]
                 grown.append(buffer)
             old_k, old_v = grown
