@@ -116,7 +116,7 @@ def random_7b(device: str, layers: int) -> tuple[OspreyModel, OspreyTokenizer]:
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     model.llm.model.rotary_emb = LlamaRotaryEmbedding(config=model.llm.config).to(device)
-    model.set_dtypes(torch.float16, torch.bfloat16).eval()
+    model.set_dtypes(torch.bfloat16, torch.bfloat16, vision_via=torch.float16).eval()  # the official mix
     return model, tokenizer
 
 

@@ -35,9 +35,7 @@ def outputs(model: OspreyModel) -> torch.Tensor:
     text = model.embed_text(torch.tensor([1, 5, 9, 12]))
     embeds = torch.cat([text[:2], image_tokens[0], mask_tok[:1], pos_tok[:1], text[2:]])[None]
     logits = model.llm(inputs_embeds=embeds).logits[0]
-    return torch.cat(
-        [image_tokens.flatten(), mask_tok.flatten(), pos_tok.flatten(), logits.flatten()]
-    )
+    return torch.cat([image_tokens.flatten(), mask_tok.flatten(), pos_tok.flatten(), logits.flatten()])
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +68,7 @@ def test_official_bin_checkpoint_with_clip_file(tmp_path: Path, reference: Ospre
     extra[TRUNK + "head.norm.weight"] = torch.ones(3)  # unused by Osprey
     extra["model.vision_tower.vision_tower.visual.head.mlp.fc1.weight"] = torch.ones(2, 2)
     write_bin_shards(reference, tmp_path, extra)
-    clip = {
-        "visual.trunk." + k[len(TRUNK) :]: v.clone()
-        for k, v in official.items()
-        if k.startswith(TRUNK)
-    }
+    clip = {"visual.trunk." + k[len(TRUNK) :]: v.clone() for k, v in official.items() if k.startswith(TRUNK)}
     clip["visual.head.proj.weight"] = torch.ones(2, 2)
     clip["transformer.resblocks.0.attn.in_proj_weight"] = torch.ones(2, 2)
     torch.save(clip, tmp_path / "open_clip_pytorch_model.bin")
@@ -136,14 +130,21 @@ def test_missing_key_is_an_error_naming_it(tmp_path: Path, reference: OspreyMode
         load_osprey(tmp_path)
 
 
-def test_bfloat16_mode_rounds_like_the_official_loader(
-    tmp_path: Path, reference: OspreyModel
-) -> None:
+def test_bfloat16_mode_rounds_like_the_official_loader(tmp_path: Path, reference: OspreyModel) -> None:
     save_official(reference, tmp_path)
+    bf16, fp16 = torch.bfloat16, torch.float16
     model, _, _ = load_osprey(
-        tmp_path, vision_dtype=torch.float16, llm_dtype=torch.bfloat16, round_through_bf16=True
+        tmp_path, vision_dtype=bf16, llm_dtype=bf16, round_through_bf16=True, vision_via=fp16
     )
-    assert model.vision_dtype == torch.float16 and model.llm_dtype == torch.bfloat16
+    assert model.vision_dtype == bf16 and model.llm_dtype == bf16
     assert model.mask_extractor.feat_linear.weight.dtype == torch.float32
-    expected = reference.mask_extractor.feat_linear.weight.to(torch.bfloat16).float()
+    expected = reference.mask_extractor.feat_linear.weight.to(bf16).float()
     assert torch.equal(model.mask_extractor.feat_linear.weight, expected)
+    # tower and projector: bf16 checkpoint -> the scripts' fp16 tower -> bf16 again
+    for ours, theirs in [
+        (model.trunk.stem[0].weight, reference.trunk.stem[0].weight),
+        (model.mm_projector[0].weight, reference.mm_projector[0].weight),
+    ]:
+        assert torch.equal(ours, theirs.to(bf16).to(fp16).to(bf16))
+    decoder = model.llm.model.layers[0].mlp.up_proj.weight
+    assert torch.equal(decoder, reference.llm.model.layers[0].mlp.up_proj.weight.to(bf16))

@@ -183,10 +183,9 @@ def evalkit_run(
     half_pixels: bool = False,
 ) -> tuple[dict[str, torch.Tensor], LoadReport, OspreyModel]:
     """The reference inputs through evalkit: loader, encoder, splicing, both decoders."""
-    model, _, report = load_osprey(ref.checkpoint, None, "cpu", vision, llm, round_through_bf16)
+    via = torch.float16 if half_pixels else None  # the eval scripts' fp16 tower and image.half()
+    model, _, report = load_osprey(ref.checkpoint, None, "cpu", vision, llm, round_through_bf16, via)
     images = ref.tensors["input.images"]
-    if half_pixels:  # the eval scripts pass ``image.half()``
-        images = images.half().float()
     masks = ref.tensors["input.masks"]
     names = [f"region{q}" for q in range(masks.shape[0])]
     ids = ref.tensors["input.input_ids"][0].tolist()
@@ -256,10 +255,10 @@ LOW_PRECISION = {
     "bf16_first": (torch.float32, torch.bfloat16, False, False),
     # its later calls: the first call's ``self.model.bfloat16()`` also converted tower + projector
     "bf16_steady": (torch.bfloat16, torch.bfloat16, False, False),
-    # the eval scripts' first forward (bf16 checkpoint, tower set to fp16): evalkit's dtype=bfloat16
+    # the eval scripts' first forward (bf16 checkpoint, tower set to fp16)
     "eval_first": (torch.float16, torch.bfloat16, True, True),
-    # the eval scripts' later forwards: the tower is bf16 by then (its weights went bf16 -> fp16 ->
-    # bf16, which evalkit does not replay, so the trunk differs slightly more here)
+    # the eval scripts' later forwards: the tower is bf16 by then, its weights and the pixels
+    # rounded through fp16 (evalkit's dtype=bfloat16)
     "eval_steady": (torch.bfloat16, torch.bfloat16, True, True),
 }
 
@@ -279,5 +278,7 @@ def test_low_precision_logits_from_reference_file(reference: Reference, run: str
     official = reference.tensors[f"{run}.logits"].float()
     own_rounding = float((official - reference.tensors["float32.logits"]).abs().max())
     assert ours["logits"].dtype == llm
+    # Same dtypes and roundings up to the decoder: the vision features are bit-identical.
+    assert all(diffs[f"res{i}"] == 0 for i in range(2, 6)), diffs
     assert diffs["logits"] <= 2 * own_rounding, (own_rounding, diffs)
     assert diffs["lean_logits"] <= 2 * own_rounding, (own_rounding, diffs)

@@ -5,9 +5,12 @@ Model arguments (``--model-args k=v,...``):
 * ``path=DIR`` — checkpoint directory (official layout); bundled for ``osprey-tiny``;
 * ``clip=FILE`` — ``open_clip_pytorch_model.bin`` (else ``mm_vision_tower`` of the config);
 * ``device=cpu|cuda`` (default: cuda when available);
-* ``dtype=float32|bfloat16|float16`` — ``bfloat16`` is the official mix (decoder bf16,
-  vision tower fp16, mask extractor fp32; the CUDA default), ``float32`` everywhere is the
-  CPU default, ``float16`` puts decoder and tower in fp16;
+* ``dtype=float32|bfloat16|float16`` — ``bfloat16`` is the released eval scripts' mix as
+  it stands for every forward but a process's first (the CUDA default): checkpoint loaded
+  in bf16, decoder bf16, vision tower and projector bf16 on weights and pixels rounded
+  through fp16 (the scripts set the tower to fp16; the first forward's
+  ``self.model.bfloat16()`` converts it), mask extractor fp32. ``float32`` everywhere is
+  the CPU default; ``float16`` puts decoder and tower in fp16;
 * ``batch_size=N`` — requests decoded together (default 256 on CPU, 64 on CUDA). An
   image's prefix KV is stored once and shared by its requests' rows, so a row costs only
   its own suffix and generated tokens (~0.5 MB per token for a 7B model);
@@ -82,15 +85,15 @@ class OspreyAdapter(Adapter):
         if mode not in ("fast", "naive"):
             raise ConfigError(f"mode={mode}: expected fast or naive")
         self.mode = mode
-        llm_dtype = DTYPES[self.dtype]
-        vision_dtype = torch.float16 if llm_dtype != torch.float32 else torch.float32
+        official_mix = self.dtype == "bfloat16"
         self.model, self.config, self.report = load_osprey(
             self.path,
             clip,
             self.device,
-            vision_dtype,
-            llm_dtype,
-            round_through_bf16=self.dtype == "bfloat16",
+            DTYPES[self.dtype],
+            DTYPES[self.dtype],
+            round_through_bf16=official_mix,
+            vision_via=torch.float16 if official_mix else None,
         )
         print(f"evalkit: {name} loaded from {self.path}: {self.report.summary()}", file=sys.stderr)
         self.tokenizer = OspreyTokenizer.from_dir(self.path)

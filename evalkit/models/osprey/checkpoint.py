@@ -148,6 +148,7 @@ def load_osprey(
     vision_dtype: torch.dtype = torch.float32,
     llm_dtype: torch.dtype = torch.float32,
     round_through_bf16: bool = False,
+    vision_via: torch.dtype | None = None,
 ) -> tuple[OspreyModel, OspreyConfig, LoadReport]:
     """Builds the model on the meta device and assigns the checkpoint's tensors."""
     directory = Path(directory).expanduser()
@@ -163,7 +164,7 @@ def load_osprey(
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     model.llm.model.rotary_emb = LlamaRotaryEmbedding(config=model.llm.config)
-    model.set_dtypes(vision_dtype, llm_dtype)
+    model.set_dtypes(vision_dtype, llm_dtype, vision_via)
     model.to(device)
     model.eval()
     return model, config, report

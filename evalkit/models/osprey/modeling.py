@@ -108,10 +108,22 @@ class OspreyModel(nn.Module):
     def device(self) -> torch.device:
         return self.llm.model.embed_tokens.weight.device
 
-    def set_dtypes(self, vision: torch.dtype, llm: torch.dtype) -> OspreyModel:
-        """Vision tower + projector in ``vision``, decoder in ``llm``, mask extractor in fp32."""
-        self.trunk.to(vision)
-        self.mm_projector.to(vision)
+    def set_dtypes(
+        self, vision: torch.dtype, llm: torch.dtype, vision_via: torch.dtype | None = None
+    ) -> OspreyModel:
+        """Vision tower + projector in ``vision``, decoder in ``llm``, mask extractor in fp32.
+
+        ``vision_via``: a dtype the tower and projector weights, and the images fed to the
+        tower, are rounded through first. The released eval scripts set the tower to fp16
+        and pass ``image.half()``; the first forward's ``self.model.bfloat16()`` then turns
+        tower and projector into bf16, so every later forward runs a bf16 tower on fp16-
+        rounded weights and pixels (``vision=bfloat16, vision_via=float16``).
+        """
+        for part in (self.trunk, self.mm_projector):
+            if vision_via is not None:
+                part.to(vision_via)
+            part.to(vision)
+        self.pixels_via = vision_via
         self.mask_extractor.float()
         self.llm.to(llm)  # type: ignore[arg-type]
         return self
@@ -123,7 +135,10 @@ class OspreyModel(nn.Module):
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``[B, 3, S, S]`` -> image tokens ``[B, N, hidden]`` (vision dtype), trunk features."""
-        feats = self.trunk(images.to(self.device, self.vision_dtype))
+        images = images.to(self.device)
+        if getattr(self, "pixels_via", None) is not None:
+            images = images.to(self.pixels_via)
+        feats = self.trunk(images.to(self.vision_dtype))
         res4 = feats[2].flatten(2).transpose(1, 2)  # [B, N, C] in row-major grid order
         return self.mm_projector(res4), feats
 
