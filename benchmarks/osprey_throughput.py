@@ -206,7 +206,15 @@ def main() -> int:
         return 1
     speedup = fast_rate / ref_rate
     if args.results is not None:
+        new_file = not args.results.exists()
         with args.results.open("a") as fh:
+            if new_file:
+                fh.write(
+                    "# Osprey throughput on GPU (`python benchmarks/osprey_throughput.py --gpu "
+                    "--results benchmarks/RESULTS.md`)\n\n"
+                    "| device | model | workload | evalkit regions/s | reference regions/s | speedup "
+                    "| identical greedy outputs |\n|---|---|---|---|---|---|---|\n"
+                )
             fh.write(
                 f"| {device} | {args.layers}-layer 7B shape, bf16 | {len(requests)} regions / "
                 f"{args.images} images | {fast_rate:.1f} | {ref_rate:.2f} | {speedup:.1f}x | "
