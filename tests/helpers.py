@@ -11,8 +11,18 @@ import numpy as np
 
 from evalkit.regions import Region
 
-LVIS_NAMES = ["bow_(weapon)", "teddy_bear", "baseball_glove", "tennis_racket", "fire_engine",
-              "cow", "zebra", "Christmas_tree", "dog", "cat"]
+LVIS_NAMES = [
+    "bow_(weapon)",
+    "teddy_bear",
+    "baseball_glove",
+    "tennis_racket",
+    "fire_engine",
+    "cow",
+    "zebra",
+    "Christmas_tree",
+    "dog",
+    "cat",
+]
 PACO_NAMES = ["trash_can:lid", "bench:leg", "mug:handle", "car_(automobile):wheel", "chair:seat"]
 
 
@@ -20,8 +30,9 @@ def polygon_square(x: int, y: int, s: int) -> list[list[float]]:
     return [[x, y, x + s, y, x + s, y + s, x, y + s]]
 
 
-def write_osprey_subset(path: Path, names: list[str], n_images: int, seed: int = 0,
-                        rle_every: int = 3) -> list[dict[str, Any]]:
+def write_osprey_subset(
+    path: Path, names: list[str], n_images: int, seed: int = 0, rle_every: int = 3
+) -> list[dict[str, Any]]:
     """Osprey's ``*_val_1k_category.json`` layout: image records with parallel lists."""
     rng = random.Random(seed)
     records = []
@@ -40,8 +51,15 @@ def write_osprey_subset(path: Path, names: list[str], n_images: int, seed: int =
                 seg = polygon_square(x, y, s)
             cats.append(rng.choice(names))
             anns.append({"segmentation": seg})
-        records.append({"file_name": f"{100000 + i:012d}.jpg", "height": h, "width": w,
-                        "categories": cats, "annotations": anns})
+        records.append(
+            {
+                "file_name": f"{100000 + i:012d}.jpg",
+                "height": h,
+                "width": w,
+                "categories": cats,
+                "annotations": anns,
+            }
+        )
     path.write_text(json.dumps(records))
     return records
 
@@ -55,13 +73,26 @@ def write_coco_style(path: Path, names: list[str], n_images: int, seed: int = 0)
     for i in range(n_images):
         img_id = 1000 + i * 7
         h, w = rng.randint(40, 80), rng.randint(40, 80)
-        images.append({"id": img_id, "height": h, "width": w,
-                       "coco_url": f"http://images.cocodataset.org/val2017/{img_id:012d}.jpg"})
+        images.append(
+            {
+                "id": img_id,
+                "height": h,
+                "width": w,
+                "coco_url": f"http://images.cocodataset.org/val2017/{img_id:012d}.jpg",
+            }
+        )
         for _ in range(rng.randint(0, 3)):
             s = rng.randint(5, 15)
             x, y = rng.randint(0, w - s - 1), rng.randint(0, h - s - 1)
-            anns.append({"id": ann_id, "image_id": img_id, "category_id": rng.choice(cats)["id"],
-                         "segmentation": polygon_square(x, y, s), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": img_id,
+                    "category_id": rng.choice(cats)["id"],
+                    "segmentation": polygon_square(x, y, s),
+                    "iscrowd": 0,
+                }
+            )
             ann_id += 1
     data = {"images": images, "annotations": anns, "categories": cats}
     path.write_text(json.dumps(data))
@@ -79,3 +110,13 @@ def write_images(folder: Path, records: list[dict[str, Any]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for k, r in enumerate(records):
         Image.new("RGB", (r["width"], r["height"]), (k * 40 % 255, 90, 160)).save(folder / r["file_name"])
+
+
+def run_replay(task: str, predictions: Path, output: Path, *extra: str) -> dict[str, Any]:
+    """``evalkit run --model replay`` on a predictions file; returns its results.json."""
+    from evalkit.cli import main
+
+    args = ["run", "--model", "replay", "--model-args", f"path={predictions}", "--task", task]
+    assert main([*args, *extra, "--output", str(output)]) == 0
+    results: dict[str, Any] = json.loads((output / "results.json").read_text())
+    return results

@@ -13,6 +13,7 @@ from evalkit.cli import main
 from evalkit.data.coco_panoptic import read_vocabulary
 from evalkit.errors import DataError
 from evalkit.task import get_task
+from tests.helpers import run_replay
 from tests.ovseg_support import fake_encoder, make_dataset
 
 ADE_KEYS = ("panoptic_json", "panoptic_root", "semantic_root", "instances_json", "vocabulary")
@@ -25,9 +26,7 @@ def _overrides(paths: dict[str, Path], images: Path | None = None) -> dict[str, 
     return out
 
 
-def test_samples_one_per_segment_in_id_order(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_samples_one_per_segment_in_id_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     paths = make_dataset(tmp_path, n_images=2, seed=1)
     args = ["samples", "--task", "ade20k_ovseg", "--data", f"images={tmp_path}/img"]
     for key in ADE_KEYS:
@@ -42,12 +41,9 @@ def test_samples_one_per_segment_in_id_order(
     ]
     assert [r["id"] for r in rows] == expected
     first = rows[0]
-    assert first["image"] == "img_00000.jpg" and first["segment_id"] == int(
-        first["id"].split("#")[1]
-    )
+    assert first["image"] == "img_00000.jpg" and first["segment_id"] == int(first["id"].split("#")[1])
     assert first["prompt"] == (
-        "<image>\n.\nThis provides an overview of the picture.\n"
-        "What is in <region>? Using a short phrase."
+        "<image>\n.\nThis provides an overview of the picture.\nWhat is in <region>? Using a short phrase."
     )
     # the region is exactly the segment's pixels
     seg = np.asarray(Image.open(paths["panoptic_root"] / "img_00000.png"), dtype=np.uint32)
@@ -56,9 +52,7 @@ def test_samples_one_per_segment_in_id_order(
 
     mask = Region.from_json(first["regions"][0]).to_mask()
     assert np.array_equal(mask.astype(bool), ids == first["segment_id"])
-    target = {s["id"]: s["category_id"] for s in pan["annotations"][0]["segments_info"]}[
-        first["segment_id"]
-    ]
+    target = {s["id"]: s["category_id"] for s in pan["annotations"][0]["segments_info"]}[first["segment_id"]]
     assert first["target"] == f"cls{target}"
 
 
@@ -81,9 +75,7 @@ def test_png_id_missing_from_json(tmp_path: Path) -> None:
 def test_json_segment_absent_from_png(tmp_path: Path) -> None:
     paths = make_dataset(tmp_path, n_images=1, seed=3)
     pan = json.loads(paths["panoptic_json"].read_text())
-    pan["annotations"][0]["segments_info"].append(
-        {"id": 77, "category_id": 0, "area": 5, "iscrowd": 0}
-    )
+    pan["annotations"][0]["segments_info"].append({"id": 77, "category_id": 0, "area": 5, "iscrowd": 0})
     paths["panoptic_json"].write_text(json.dumps(pan))
     with pytest.raises(
         DataError, match=r"img_00000.png, record image img_00000: segments \[77\] .* no pixel"
@@ -100,9 +92,7 @@ def test_size_mismatches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         _read("ade20k_ovseg", _overrides(paths, tmp_path))
     pan["images"][0]["width"] = 64
     paths["panoptic_json"].write_text(json.dumps(pan))
-    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(
-        paths["semantic_root"] / "img_00000.png"
-    )
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(paths["semantic_root"] / "img_00000.png")
     monkeypatch.setattr("evalkit.protocols.ovseg.minilm", lambda: fake_encoder)
     preds = tmp_path / "p.jsonl"
     task = get_task("ade20k_ovseg")
@@ -127,9 +117,7 @@ def test_semantic_size_mismatch_message(tmp_path: Path) -> None:
 
     path = tmp_path / "s.png"
     Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(path)
-    with pytest.raises(
-        DataError, match=r"s\.png, record image x: semantic PNG is 12x10, panoptic PNG 64x48"
-    ):
+    with pytest.raises(DataError, match=r"s\.png, record image x: semantic PNG is 12x10, panoptic PNG 64x48"):
         read_semantic(path, (48, 64), "image x")
 
 
@@ -168,23 +156,7 @@ def test_shapes_ovseg_perfect_answers(
     assert "background" in cats and any(c.startswith("house ") for c in cats)
     preds = tmp_path / "perfect.jsonl"
     preds.write_text("".join(json.dumps({"id": s.id, "text": s.target}) + "\n" for s in samples))
-    assert (
-        main(
-            [
-                "run",
-                "--model",
-                "replay",
-                "--model-args",
-                f"path={preds}",
-                "--task",
-                "shapes_ovseg",
-                "--output",
-                str(tmp_path / "run"),
-            ]
-        )
-        == 0
-    )
-    metrics = json.loads((tmp_path / "run/results.json").read_text())["metrics"]
+    metrics = run_replay("shapes_ovseg", preds, tmp_path / "run")["metrics"]
     assert metrics["pq"] == pytest.approx(100.0)
     assert metrics["ap"] == pytest.approx(100.0)
     assert metrics["miou"] == pytest.approx(100.0)
@@ -192,9 +164,7 @@ def test_shapes_ovseg_perfect_answers(
     assert metrics["pq_st"] == pytest.approx(100.0)
 
 
-def test_semantic_label_outside_the_classes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_semantic_label_outside_the_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = make_dataset(tmp_path, n_images=1, seed=6)
     sem_path = paths["semantic_root"] / "img_00000.png"
     sem = np.array(Image.open(sem_path))
@@ -204,7 +174,5 @@ def test_semantic_label_outside_the_classes(
     task = get_task("ade20k_ovseg")
     data = task.resolve_data(_overrides(paths), "score")
     samples = task.load_samples(data).samples
-    with pytest.raises(
-        DataError, match=r"img_00000\.png, record image img_00000: label 200 is neither"
-    ):
+    with pytest.raises(DataError, match=r"img_00000\.png, record image img_00000: label 200 is neither"):
         task.score(samples, {s.id: "cls1" for s in samples}, data)

@@ -20,6 +20,7 @@ from evalkit.report.compare import (
     parse_tolerances,
 )
 from evalkit.report.runs import load_run
+from tests.helpers import run_replay
 from tests.report_helpers import write_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,10 +68,7 @@ def test_drop_beyond_tolerance_is_a_regression(tmp_path: Path) -> None:
     assert ss["delta"] == pytest.approx(-3.0) and ss["n_paired"] == 300
     assert ss["ci_low"] == pytest.approx(-3.0) and ss["ci_high"] == pytest.approx(-3.0)
     # A wider tolerance lets the same drop through.
-    assert (
-        main(["compare", str(tmp_path / "cand"), str(tmp_path / "base"), "--tolerance", "ss=3.5"])
-        == 0
-    )
+    assert main(["compare", str(tmp_path / "cand"), str(tmp_path / "base"), "--tolerance", "ss=3.5"]) == 0
 
 
 def test_a_drop_the_sample_cannot_distinguish_from_noise_passes(tmp_path: Path) -> None:
@@ -104,9 +102,7 @@ def test_refuses_different_card_or_data_unless_forced(
 ) -> None:
     write_run(tmp_path / "base", "lvis_cls", "m", {"ss": 60.0})
     write_run(tmp_path / "card", "lvis_cls", "m", {"ss": 60.0}, card_hash="e" * 64)
-    write_run(
-        tmp_path / "data", "lvis_cls", "m", {"ss": 60.0}, data_files={"/data/ann.json": "f" * 64}
-    )
+    write_run(tmp_path / "data", "lvis_cls", "m", {"ss": 60.0}, data_files={"/data/ann.json": "f" * 64})
     write_run(
         tmp_path / "moved",
         "lvis_cls",
@@ -152,24 +148,7 @@ def replay_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, rows in (("good", good), ("bad", bad)):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for out, preds in (("first", "good"), ("again", "good"), ("worse", "bad")):
-        assert (
-            main(
-                [
-                    "run",
-                    "--model",
-                    "replay",
-                    "--model-args",
-                    f"path={root / preds}.jsonl",
-                    "--task",
-                    "shapes_cls",
-                    "--limit",
-                    "240",
-                    "--output",
-                    str(root / out),
-                ]
-            )
-            == 0
-        )
+        run_replay("shapes_cls", root / f"{preds}.jsonl", root / out, "--limit", "240")
     return root
 
 
@@ -181,9 +160,7 @@ def test_rerun_of_the_same_predictions_passes(replay_runs: Path) -> None:
 
 def test_a_worse_checkpoint_fails_the_gate(replay_runs: Path) -> None:
     out = replay_runs / "cmp.json"
-    done = _evalkit(
-        "compare", str(replay_runs / "worse"), str(replay_runs / "first"), "--json", str(out)
-    )
+    done = _evalkit("compare", str(replay_runs / "worse"), str(replay_runs / "first"), "--json", str(out))
     assert done.returncode == 1, done.stdout + done.stderr
     ss = next(m for m in json.loads(out.read_text())["metrics"] if m["metric"] == "ss")
     assert ss["status"] == "regression" and ss["delta"] < -0.5 and ss["ci_high"] < 0

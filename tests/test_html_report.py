@@ -18,6 +18,7 @@ from evalkit.cli import main
 from evalkit.data.shapes import category_phrase
 from evalkit.regions import Region
 from evalkit.report.render import draw_regions
+from tests.helpers import run_replay
 
 CHROMIUM = Path("/usr/bin/chromium")
 N_SAMPLES = 36
@@ -38,24 +39,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     preds = root / "preds.jsonl"
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = root / "run"
-    assert (
-        main(
-            [
-                "run",
-                "--model",
-                "replay",
-                "--model-args",
-                f"path={preds}",
-                "--task",
-                "shapes_cls",
-                "--limit",
-                str(N_SAMPLES),
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    run_replay("shapes_cls", preds, out, "--limit", str(N_SAMPLES))
     assert main(["report", str(out), "--out", str(root / "report.html")]) == 0
     return root
 
@@ -102,9 +86,7 @@ def test_regions_are_drawn_on_the_thumbnail() -> None:
     assert tuple(drawn[3, 4]) == (0, 0, 0)  # its number label sits at its top-left corner
 
 
-def _chromium(
-    page: Path, *flags: str, tmp: Path, fragment: str = ""
-) -> subprocess.CompletedProcess[str]:
+def _chromium(page: Path, *flags: str, tmp: Path, fragment: str = "") -> subprocess.CompletedProcess[str]:
     cmd = [
         str(CHROMIUM),
         "--headless",
@@ -141,9 +123,7 @@ def test_gallery_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> 
     # The category filter (driven by the URL, as a shared link would) hides the other cards.
     cats = re.findall(r'data-category="([^"]+)"', page.read_text())
     wanted = max(sorted(set(cats)), key=cats.count)
-    filtered = _chromium(
-        page, "--dump-dom", tmp=tmp_path, fragment=f"#category={quote(wanted)}"
-    ).stdout
+    filtered = _chromium(page, "--dump-dom", tmp=tmp_path, fragment=f"#category={quote(wanted)}").stdout
     assert f'data-shown="{cats.count(wanted)}"' in filtered
     visible = re.findall(r'<article class="card"[^>]*data-category="([^"]+)"', filtered)
     assert len(visible) == cats.count(wanted) and set(visible) == {wanted}

@@ -11,11 +11,7 @@ import torch
 from evalkit.errors import ConfigError
 from evalkit.models.osprey.checkpoint import load_osprey, save_official
 from evalkit.models.osprey.modeling import OspreyModel
-
-try:
-    from tests.osprey_helpers import tiny_model, tiny_tokenizer
-except ImportError:  # tests/ is not a package: pytest puts this folder on sys.path
-    from osprey_helpers import tiny_model, tiny_tokenizer  # type: ignore[no-redef]
+from tests.osprey_helpers import tiny_model, tiny_tokenizer
 
 TRUNK = "model.vision_tower.vision_tower.visual.trunk."
 

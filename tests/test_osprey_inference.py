@@ -11,25 +11,14 @@ import torch
 from evalkit.models.osprey.adapter import OspreyAdapter, plan_batches
 from evalkit.models.osprey.checkpoint import save_official
 from evalkit.records import Request
-
-try:
-    from tests.osprey_helpers import (
-        CLS_PROMPT,
-        TWO_REGION_PROMPT,
-        box_region,
-        tiny_model,
-        tiny_tokenizer,
-        write_images,
-    )
-except ImportError:  # tests/ is not a package: pytest puts this folder on sys.path
-    from osprey_helpers import (  # type: ignore[no-redef]
-        CLS_PROMPT,
-        TWO_REGION_PROMPT,
-        box_region,
-        tiny_model,
-        tiny_tokenizer,
-        write_images,
-    )
+from tests.osprey_helpers import (
+    CLS_PROMPT,
+    TWO_REGION_PROMPT,
+    box_region,
+    tiny_model,
+    tiny_tokenizer,
+    write_images,
+)
 
 MAX_NEW = 7
 
@@ -84,9 +73,7 @@ def requests(tmp_path_factory: pytest.TempPathFactory) -> list[Request]:
     add(1, CLS_PROMPT, [box_region(h, w, 0, 50, 0, 30)])
     add(1, TWO_REGION_PROMPT, [box_region(h, w, 0, 50, 0, 30), box_region(h, w, 60, 96, 10, 64)])
     add(1, CLS_PROMPT, [box_region(h, w, 60, 96, 10, 64)])
-    add(
-        1, CLS_PROMPT, [box_region(h, w, 60, 96, 10, 64)], {"max_new_tokens": 3, "temperature": 0.0}
-    )
+    add(1, CLS_PROMPT, [box_region(h, w, 60, 96, 10, 64)], {"max_new_tokens": 3, "temperature": 0.0})
     h, w = sizes[2]
     add(2, TWO_REGION_PROMPT, [box_region(h, w, 5, 30, 5, 30), box_region(h, w, 40, 70, 40, 70)])
     return out
@@ -97,11 +84,7 @@ def run(checkpoint: Path, requests: list[Request], **args: str | int) -> dict[st
     preds = list(adapter.generate(requests))
     assert sorted(p.request_id for p in preds) == sorted(r.id for r in requests)
     for p in preds:
-        assert (
-            p.token_ids is not None
-            and p.prompt is not None
-            and "<mask><pos>" in p.prompt + "<mask><pos>"
-        )
+        assert p.token_ids is not None and p.prompt is not None and "<mask><pos>" in p.prompt + "<mask><pos>"
         assert p.text == adapter.tokenizer.decode(p.token_ids)
     return {p.request_id: list(p.token_ids or []) for p in preds}
 
@@ -131,9 +114,7 @@ def test_batches_group_requests_by_image(checkpoint: Path, requests: list[Reques
     assert [len(b) for b in plan_batches(jobs, 32)] == [9]
 
 
-def test_seeded_sampling_does_not_depend_on_batching(
-    checkpoint: Path, requests: list[Request]
-) -> None:
+def test_seeded_sampling_does_not_depend_on_batching(checkpoint: Path, requests: list[Request]) -> None:
     sampled = [
         Request(
             r.id,

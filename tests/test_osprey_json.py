@@ -55,9 +55,18 @@ def test_missing_and_malformed_files_name_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda r: r[1]["categories"].append("extra"), r"record #1 \(000000100001.jpg\): \d+ categories for \d+ annotations"),
-        (lambda r: r[2]["annotations"][0].update(segmentation=[[1, 2, 3, 4]]), r"record #2 .* annotation 0: invalid segmentation: polygon 0 has 4 coordinates"),
-        (lambda r: r[0]["annotations"][0].update(segmentation={"size": [1, 1], "counts": "0"}), r"record #0 .* annotation 0: invalid segmentation: RLE size \[1, 1\]"),
+        (
+            lambda r: r[1]["categories"].append("extra"),
+            r"record #1 \(000000100001.jpg\): \d+ categories for \d+ annotations",
+        ),
+        (
+            lambda r: r[2]["annotations"][0].update(segmentation=[[1, 2, 3, 4]]),
+            r"record #2 .* annotation 0: invalid segmentation: polygon 0 has 4 coordinates",
+        ),
+        (
+            lambda r: r[0]["annotations"][0].update(segmentation={"size": [1, 1], "counts": "0"}),
+            r"record #0 .* annotation 0: invalid segmentation: RLE size \[1, 1\]",
+        ),
         (lambda r: r[3].pop("height"), r"record #3 .*missing field 'height'"),
         (lambda r: r[3].update(width="80"), r"record #3 .*field 'width' has the wrong type"),
     ],

@@ -13,11 +13,7 @@ from evalkit.models.osprey.convnext import ConvNeXtTrunk
 from evalkit.models.osprey.mask_extractor import MaskExtractor, prepare_masks
 from evalkit.models.osprey.preprocess import CLIP_MEAN, CLIP_STD, preprocess_image
 from evalkit.models.osprey.prompting import IMAGE_SENTINEL, SYSTEM, osprey_question, render_prompt
-
-try:
-    from tests.osprey_helpers import TWO_REGION_PROMPT, tiny_tokenizer
-except ImportError:  # tests/ is not a package: pytest puts this folder on sys.path
-    from osprey_helpers import TWO_REGION_PROMPT, tiny_tokenizer  # type: ignore[no-redef]
+from tests.osprey_helpers import TWO_REGION_PROMPT, tiny_tokenizer
 
 
 def test_render_prompt_is_osprey_v1():
@@ -67,9 +63,7 @@ def test_preprocess_matches_transformers_clip_processor():
     )
     expected = processor.preprocess(image, return_tensors="pt")["pixel_values"]
     assert expected.shape[-2:] == (64, 106)  # shortest edge 64, long edge int(64 * 83 / 50)
-    expected = torch.nn.functional.interpolate(
-        expected, size=(64, 64), mode="bilinear", align_corners=False
-    )
+    expected = torch.nn.functional.interpolate(expected, size=(64, 64), mode="bilinear", align_corners=False)
     ours = preprocess_image(image, 64)
     assert ours.shape == (3, 64, 64)
     assert torch.allclose(ours, expected[0], atol=1e-5)
@@ -132,9 +126,7 @@ def test_mask_pooling_averages_inside_the_resized_mask():
         expected += linear(inside.flatten(1).mean(1))
     assert torch.allclose(mask_tok[0], extractor.feat_linear(expected), atol=1e-6)
     soft = prepared.position_input.view(4, 4)
-    assert torch.equal(soft[:, :2], torch.ones(4, 2)) and torch.equal(
-        soft[:, 2:], torch.zeros(4, 2)
-    )
+    assert torch.equal(soft[:, :2], torch.ones(4, 2)) and torch.equal(soft[:, 2:], torch.zeros(4, 2))
     assert torch.allclose(pos_tok, extractor.mask_linear(prepared.position_input))
 
 

@@ -43,11 +43,7 @@ from evalkit.models.osprey.inference import Job, embed_rows, encode_batch, posit
 from evalkit.models.osprey.mask_extractor import MaskExtractor, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.prompting import IMAGE_SENTINEL, OspreyTokenizer, osprey_question, render_prompt
-
-try:
-    from tests.osprey_helpers import CLS_PROMPT, TWO_REGION_PROMPT, tiny_tokenizer
-except ImportError:  # tests/ is not a package: pytest puts this folder on sys.path
-    from osprey_helpers import CLS_PROMPT, TWO_REGION_PROMPT, tiny_tokenizer  # type: ignore[no-redef]
+from tests.osprey_helpers import CLS_PROMPT, TWO_REGION_PROMPT, tiny_tokenizer
 
 SRC = os.environ.get("OSPREY_REFERENCE_SRC")
 LOGITS_FILE = os.environ.get("OSPREY_REFERENCE_LOGITS")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.cli import main
 from evalkit.data.shapes import all_object_names, region_captions
 from evalkit.data.shapes_text import pope_questions, visible_object_names
 from evalkit.task import get_task
+from tests.helpers import run_replay
 
 
 def test_shapes_pope_questions_are_balanced_seeded_and_stable() -> None:
@@ -69,23 +69,7 @@ def test_shapes_pope_run_with_replay(tmp_path: Path) -> None:
             truth = "Yes, there is." if s.target == "yes" else "No, there is not."
             fh.write(json.dumps({"id": s.id, "text": truth if k % 10 else "Yes"}) + "\n")
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "run",
-                "--model",
-                "replay",
-                "--model-args",
-                f"path={answers}",
-                "--task",
-                "shapes_pope",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    results = json.loads((out / "results.json").read_text())
+    results = run_replay("shapes_pope", answers, out)
     n = len(samples)
     wrong = sum(1 for k, s in enumerate(samples) if k % 10 == 0 and s.target == "no")
     assert results["n"] == n
@@ -104,8 +88,7 @@ def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
     assert first.target == region_captions(first.meta["category"])
     (request,) = task.build_requests([first])
     assert request.prompt == (
-        "<image>\nThis provides an overview of the picture.\n"
-        "Please give me a short description of <region>."
+        "<image>\nThis provides an overview of the picture.\nPlease give me a short description of <region>."
     )
     assert first.regions[0].kind == "mask"
 
@@ -115,23 +98,7 @@ def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
             text = s.target[0] if k % 4 else "a green house"  # the canonical caption, mostly
             fh.write(json.dumps({"id": s.id, "text": text}) + "\n")
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "run",
-                "--model",
-                "replay",
-                "--model-args",
-                f"path={answers}",
-                "--task",
-                "shapes_cap",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    results = json.loads((out / "results.json").read_text())
+    results = run_replay("shapes_cap", answers, out)
     assert results["n"] == len(samples)
     assert results["counts"]["references"] == 3 * len(samples)
     assert 50 < results["metrics"]["meteor"] < 100
@@ -144,6 +111,4 @@ def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
         if len(r["tokens"].split()) >= 4
     )
     assert all(r["meteor"] > 50 for r in right)
-    assert max(r["meteor"] for k, r in enumerate(rows) if k % 4 == 0) < min(
-        r["meteor"] for r in right
-    )
+    assert max(r["meteor"] for k, r in enumerate(rows) if k % 4 == 0) < min(r["meteor"] for r in right)
