@@ -71,6 +71,25 @@ def test_torchrun_two_ranks_equals_one_process_and_resumes_with_one(tmp_path):
     assert requests == {"total": 40, "generated": 0, "reused": 40, "skipped": 0}
 
 
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not on PATH")
+def test_torchrun_counts_reuse_per_rank_when_rank0_starts_late(tmp_path):
+    """Rank 1 stores its rows before rank 0 looks for finished ones: they are still this run's."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out, log = tmp_path / "late", tmp_path / "late.log"
+    run(["run", "--model", "slowfake", "--model-args", f"log={log},stall_rank0=4", "--task", "shapes_cls",
+         "--limit", "40", "--output", str(out)], env, nproc=2)
+    assert len(log.read_text().split()) == 40
+    results = json.loads((out / "results.json").read_text())
+    assert results["provenance"]["requests"] == {"total": 40, "generated": 40, "reused": 0, "skipped": 0}
+    # Half done by an earlier run, then rank 0 starts late again: reuse is the earlier run's rows only.
+    shutil.rmtree(out)
+    run(["run", "--model", "slowfake", "--task", "shapes_cls", "--limit", "20", "--output", str(out)], env)
+    run(["run", "--model", "slowfake", "--model-args", "stall_rank0=4", "--task", "shapes_cls",
+         "--limit", "40", "--output", str(out)], env, nproc=2)
+    results = json.loads((out / "results.json").read_text())
+    assert results["provenance"]["requests"] == {"total": 40, "generated": 20, "reused": 20, "skipped": 0}
+
+
 def tiny_args(out: Path, limit: int) -> list[str]:
     return ["run", "--model", "osprey-tiny", "--model-args", "batch_size=4", "--task", "shapes_cls",
             "--limit", str(limit), "--output", str(out)]

@@ -87,14 +87,20 @@ def run_task(
         my_rows = [(k, p.to_json()) for k, p in store.get_many(my_keys).items()]
     generate_s = time.perf_counter() - t_gen
     skipped = dict(report.skipped)
+    # Counted per rank over its own shard: another rank may already have stored rows of this
+    # very run by the time this one looked for finished ones, so `done` is no measure of reuse.
+    n_generated = len(pending) - len(report.skipped)
+    n_reused = len(mine) - len(pending)
     if ctx.distributed:
-        gathered = dist.gather_to_main((my_rows, skipped), ctx)
+        gathered = dist.gather_to_main((my_rows, skipped, n_generated, n_reused), ctx)
         if gathered is None:
             # Leave the group cleanly: a gloo group torn down at interpreter exit aborts.
             dist.shutdown(ctx)
             return None
+        n_generated = sum(g for _, _, g, _ in gathered)
+        n_reused = sum(r for _, _, _, r in gathered)
         with PredictionStore(output / STORE_FILE) as main_store:
-            for rows, rank_skipped in gathered:
+            for rows, rank_skipped, _, _ in gathered:
                 skipped.update(rank_skipped)
                 for key, record in rows:
                     main_store.put(key, _prediction(record))
@@ -114,9 +120,6 @@ def run_task(
     skipped_samples = {r.sample_id for r in requests if r.id in skipped}
     loaded.samples = [s for s in loaded.samples if s.id not in skipped_samples]
     generation = requests[0].generation if requests else dict(task.generation)
-    n_generated = len(pending) - len(report.skipped)
-    if ctx.distributed:
-        n_generated = sum(1 for r in requests if keys[r.id] in stored) - len(done)
     results = finish(
         task,
         model_name,
@@ -129,7 +132,7 @@ def run_task(
         t0,
         generate_s,
         n_generated,
-        {"total": len(requests), "generated": n_generated, "reused": len(done), "skipped": len(skipped)},
+        {"total": len(requests), "generated": n_generated, "reused": n_reused, "skipped": len(skipped)},
     )
     dist.shutdown(ctx)
     return results
