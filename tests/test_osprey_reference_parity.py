@@ -235,6 +235,7 @@ def test_full_model_logits_from_reference_file(reference: Reference) -> None:
     assert sorted(report.unexpected) == [k for k in reference.official_keys if UNUSED_KEYS.fullmatch(k)]
     torch.testing.assert_close(model.llm.model.rotary_emb.inv_freq, reference.inv_freq, rtol=1e-6, atol=0)
     diffs = max_differences(ours, reference, "float32")
+    print(f"\nfloat32 max |evalkit - official|: {diffs}")  # shown with -s: the numbers to report
     for stage in STAGES:
         expected = reference.tensors[f"float32.{stage}"]
         assert ours[stage].dtype == expected.dtype == torch.float32, stage
@@ -273,6 +274,7 @@ def test_low_precision_logits_from_reference_file(reference: Reference, run: str
     diffs = max_differences(ours, reference, run)
     official = reference.tensors[f"{run}.logits"].float()
     own_rounding = float((official - reference.tensors["float32.logits"]).abs().max())
+    print(f"\n{run}: official bf16 vs its float32 {own_rounding:.3g}; max |evalkit - official|: {diffs}")
     assert ours["logits"].dtype == llm
     # Same dtypes and roundings up to the decoder: the vision features are bit-identical.
     assert all(diffs[f"res{i}"] == 0 for i in range(2, 6)), diffs
