@@ -25,7 +25,6 @@ from evalkit.records import Request
 class DistContext:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -37,11 +36,11 @@ class DistContext:
 
 
 def context_from_env() -> DistContext:
-    """torchrun's RANK / WORLD_SIZE / LOCAL_RANK, or a single process."""
+    """torchrun's RANK and WORLD_SIZE, or a single process (the adapter reads LOCAL_RANK)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
-    return DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistContext(int(os.environ["RANK"]), world)
 
 
 def init(ctx: DistContext) -> None:

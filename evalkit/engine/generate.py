@@ -26,7 +26,6 @@ from evalkit.regions import Region, RegionError
 
 @dataclass
 class GenerationReport:
-    written: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # request id -> why
 
 
@@ -133,5 +132,5 @@ def generate_into_store(
                 continue
             if prediction.request_id in conversion_notes:
                 prediction.meta.setdefault("region_conversions", conversion_notes[prediction.request_id])
-            report.written += store.put(key, prediction)
+            store.put(key, prediction)
     return report

@@ -32,18 +32,17 @@ def read_predictions(path: Path, known_ids: set[str]) -> dict[str, str]:
 
 def write_predictions(path: Path, requests: Sequence[Request], predictions: Sequence[Prediction]) -> None:
     """One line per request: id, raw text, rendered prompt, generation settings, token ids."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for request, pred in zip(requests, predictions, strict=True):
-            row = pred.to_json()
-            row.setdefault("prompt", request.prompt)
-            row["generation"] = request.generation
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    rows = []
+    for request, pred in zip(requests, predictions, strict=True):
+        row = pred.to_json()
+        row.setdefault("prompt", request.prompt)
+        row["generation"] = request.generation
+        rows.append(row)
+    write_jsonl(path, rows)
 
 
-def write_samples(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Written whole to a temporary file, then moved into place: never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".jsonl.tmp")
     with tmp.open("w", encoding="utf-8") as fh:

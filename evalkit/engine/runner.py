@@ -14,11 +14,11 @@ from rich.console import Console
 import evalkit
 from evalkit.engine import distributed as dist
 from evalkit.engine.generate import generate_into_store
-from evalkit.engine.predictions_io import read_predictions, write_predictions, write_samples
+from evalkit.engine.predictions_io import read_predictions, write_jsonl, write_predictions
 from evalkit.engine.store import PredictionStore, merge_stores, prediction_key
 from evalkit.errors import EvalkitError, PredictionsError
 from evalkit.models import Adapter
-from evalkit.records import Prediction, Sample
+from evalkit.records import Sample
 from evalkit.report.results import (
     PREDICTIONS_FILE,
     SAMPLES_FILE,
@@ -83,8 +83,8 @@ def run_task(
     with PredictionStore(output / store_name) as store:
         label = "generating" if not ctx.distributed else f"rank {ctx.rank}/{ctx.world_size}"
         report = generate_into_store(adapter, pending, keys, store, console, on_error, label)
-        my_keys = {keys[r.id] for r in mine}
-        my_rows = [(k, p.to_json()) for k, p in store.get_many(my_keys).items()]
+        # Rank 0 may sit on another node, so a rank's rows travel to it rather than its file.
+        my_rows = list(store.get_many(keys[r.id] for r in mine).items()) if ctx.distributed else []
     generate_s = time.perf_counter() - t_gen
     skipped = dict(report.skipped)
     # Counted per rank over its own shard: another rank may already have stored rows of this
@@ -102,8 +102,8 @@ def run_task(
         with PredictionStore(output / STORE_FILE) as main_store:
             for rows, rank_skipped, _, _ in gathered:
                 skipped.update(rank_skipped)
-                for key, record in rows:
-                    main_store.put(key, _prediction(record))
+                for key, prediction in rows:
+                    main_store.put(key, prediction)
         merge_stores(output, STORE_FILE, set(keys.values()), into_main=True)
     with PredictionStore(output / STORE_FILE) as store:
         stored = store.get_many(keys.values())
@@ -138,12 +138,6 @@ def run_task(
     return results
 
 
-def _prediction(record: dict[str, Any]) -> Prediction:
-    return Prediction(
-        record["id"], record["text"], record.get("prompt"), record.get("token_ids"), record.get("meta", {})
-    )
-
-
 def score_file(
     task: Task,
     predictions_path: Path,
@@ -164,7 +158,8 @@ def score_file(
             f"(first: {', '.join(missing[:5])}); --on-error skip scores the rest",
         )
     if missing:
-        gone = {r.sample_id for r in requests if r.id in set(missing)}
+        missing_ids = set(missing)
+        gone = {r.sample_id for r in requests if r.id in missing_ids}
         loaded.skipped.extend(f"{rid}: no prediction in {predictions_path}" for rid in missing)
         loaded.samples = [s for s in loaded.samples if s.id not in gone]
     fingerprint = {"name": "predictions-file", "predictions_sha256": sha256_path(predictions_path)}
@@ -202,7 +197,7 @@ def finish(
     t_score = time.perf_counter()
     scored: ScoreResult = task.score(loaded.samples, texts, data)
     score_s = time.perf_counter() - t_score
-    write_samples(output / SAMPLES_FILE, scored.per_sample)
+    write_jsonl(output / SAMPLES_FILE, scored.per_sample)
     wall = time.perf_counter() - t0
     n_skipped = len(loaded.skipped)
     n = len(loaded.samples) + n_skipped

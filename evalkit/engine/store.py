@@ -80,26 +80,9 @@ class PredictionStore:
         )
         return cur.rowcount == 1
 
-    def existing(self, keys: Iterable[str]) -> set[str]:
-        wanted = list(keys)
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT key FROM predictions WHERE key IN ({marks})", chunk)
-            found.update(r[0] for r in rows)
-        return found
-
     def get_many(self, keys: Iterable[str]) -> dict[str, Prediction]:
-        wanted = list(keys)
-        out: dict[str, Prediction] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT key, record FROM predictions WHERE key IN ({marks})", chunk)
-            for key, record in rows:
-                out[key] = _prediction_from_json(json.loads(record))
-        return out
+        rows = _select_keys(self._db, "key, record", keys)
+        return {key: _prediction_from_json(json.loads(record)) for key, record in rows}
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
@@ -128,20 +111,23 @@ def _prediction_from_json(obj: dict[str, Any]) -> Prediction:
     )
 
 
+def _select_keys(db: sqlite3.Connection, columns: str, keys: Iterable[str]) -> Iterator[tuple[Any, ...]]:
+    """``SELECT columns`` of the rows with these keys, in chunks that keep under SQLite's
+    limit on bound parameters."""
+    wanted = list(keys)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        yield from db.execute(f"SELECT {columns} FROM predictions WHERE key IN ({marks})", chunk)
+
+
 def _readonly_keys(path: Path, keys: set[str]) -> set[str]:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error:
         return set()
     try:
-        found: set[str] = set()
-        wanted = list(keys)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = db.execute(f"SELECT key FROM predictions WHERE key IN ({marks})", chunk)
-            found.update(r[0] for r in rows)
-        return found
+        return {key for (key,) in _select_keys(db, "key", keys)}
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return set()  # another rank is creating this store right now: nothing in it yet
@@ -157,8 +143,8 @@ def merge_stores(folder: Path, main_name: str, keys: set[str], into_main: bool) 
     ``store.rank<k>.sqlite`` files of distributed runs, whatever their world size).
 
     With ``into_main`` (a single process, or rank 0 once every rank is done) rows found only
-    in rank files are copied into the main store and rank files it fully contains are
-    removed, so the run folder ends with one store and no duplicate rows.
+    in rank files are copied into the main store and the rank files removed, so the run
+    folder ends with one store and no duplicate rows.
     """
     main = folder / main_name
     rank_files = sorted(folder.glob("store.rank*.sqlite"))
@@ -174,8 +160,7 @@ def merge_stores(folder: Path, main_name: str, keys: set[str], into_main: bool) 
             with PredictionStore(rank_file) as other:
                 rows = list(other.rows())
             for key, prediction in rows:
-                store.put(key, prediction)
-            if not {k for k, _ in rows} - store.existing(k for k, _ in rows):
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{rank_file}{suffix}").unlink(missing_ok=True)
+                store.put(key, prediction)  # each put commits: safe to drop the rank file now
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{rank_file}{suffix}").unlink(missing_ok=True)
     return found
