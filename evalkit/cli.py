@@ -20,11 +20,12 @@ Handler = Callable[[argparse.Namespace], int]
 _console = Console(stderr=True)
 
 
-def _kv_list(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+def _kv_list(values: Sequence[str] | None, flag: str, form: str = "KEY=VALUE") -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options as a dict (also used by ``evalkit report --data``)."""
     out: dict[str, str] = {}
     for item in values or []:
         if "=" not in item:
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{flag} {item!r}: expected {form}")
         key, value = item.split("=", 1)
         out[key.strip()] = value
     return out

@@ -24,19 +24,26 @@ def load_rgb(path: str | Path, record: str | None = None) -> Image.Image:
         raise DataError(path, f"cannot decode image ({exc})", record) from exc
 
 
+def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding pixels; a missing or non-image
+    file is a DataError naming the file (and ``where``, the record)."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            return width, height
+    except FileNotFoundError as exc:
+        raise DataError(path, "image file not found", where) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"not a readable image ({exc})", where) from exc
+
+
 def check_request_image(request: Request) -> None:
     """Cheap pre-flight check (header only): the image exists, is an image, and has the size
     the regions were annotated on. Full decoding errors surface from :func:`load_rgb`."""
     if request.image_path is None:
         return
     path = request.image_path
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except FileNotFoundError as exc:
-        raise DataError(path, "image file not found", request.id) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(path, f"not a readable image ({exc})", request.id) from exc
+    width, height = image_size(path, request.id)
     for k, region in enumerate(request.regions):
         if (region.height, region.width) != (height, width):
             raise DataError(

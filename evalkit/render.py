@@ -148,15 +148,3 @@ def marks_png(image_path: str | Path, regions: Sequence[Region]) -> bytes:
     except OSError as exc:
         raise DataError(path, f"cannot read image: {exc}") from exc
     return png_bytes(marked)
-
-
-def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding pixels."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(p, "image not found", where)
-    try:
-        with Image.open(p) as img:
-            return img.size
-    except OSError as exc:
-        raise DataError(p, f"cannot read image header: {exc}", where) from exc

@@ -138,10 +138,3 @@ BOARDS: tuple[Board, ...] = (
         "captioning, yes/no and open-vocabulary views of the same scenes.",
     ),
 )
-
-
-def board_for_task(task: str) -> Board | None:
-    for board in BOARDS:
-        if task in board.tasks():
-            return board
-    return None

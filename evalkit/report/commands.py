@@ -74,17 +74,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from evalkit.cli import _kv_list  # here, not at the top: evalkit.cli loads this module
     from evalkit.report.html_report import write_report
     from evalkit.report.runs import load_run
 
     run = load_run(args.run_dir)
     out = args.out or run.folder / "report.html"
-    overrides: dict[str, str] = {}
-    for item in args.data or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--data {item!r}: expected KEY=PATH")
-        overrides[key] = value
+    overrides = _kv_list(args.data, "--data", "KEY=PATH")
     write_report(run, out, overrides, args.images, args.max_cards)
     _console.print(f"report: {out}")
     return 0

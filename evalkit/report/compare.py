@@ -134,9 +134,15 @@ def paired_bootstrap(
     return float(low), float(high)
 
 
-def per_sample_values(run: Run, metric: str) -> dict[str, float] | None:
-    """{sample id: value} when the aggregate metric is the mean of these per-sample values."""
-    rows = run.sample_rows()
+def per_sample_values(
+    run: Run, metric: str, rows: list[dict[str, Any]] | None = None
+) -> dict[str, float] | None:
+    """{sample id: value} when the aggregate metric is the mean of these per-sample values.
+
+    ``rows`` are the run's sample rows when the caller has already read them.
+    """
+    if rows is None:
+        rows = run.sample_rows()
     values: dict[str, float] = {}
     for row in rows:
         v = row.get(metric)
@@ -170,13 +176,17 @@ def compare_runs(
     unknown = sorted(set(tolerances) - set(cm) - set(bm))
     if unknown:
         cmp.notes.append(f"--tolerance for metrics neither run has: {', '.join(unknown)}")
-    for metric in [m for m in bm if m in cm]:
+    shared = [m for m in bm if m in cm]
+    # Each run's samples.jsonl is read once, not once per metric.
+    cand_rows = candidate.sample_rows() if shared else []
+    base_rows = baseline.sample_rows() if shared else []
+    for metric in shared:
         tol = tolerances.get(metric, default_tolerance(metric))
         delta = cm[metric] - bm[metric]
         md = MetricDelta(metric, bm[metric], cm[metric], delta, tol, "ok")
         cand_vals, base_vals = (
-            per_sample_values(candidate, metric),
-            per_sample_values(baseline, metric),
+            per_sample_values(candidate, metric, cand_rows),
+            per_sample_values(baseline, metric, base_rows),
         )
         if cand_vals is not None and base_vals is not None:
             ids = sorted(set(cand_vals) & set(base_vals))

@@ -45,6 +45,8 @@ class Gallery:
     n_total: int
     sort_metric: str | None
     notes: list[str]
+    # {metric: every sample's value, in file order}: the distribution plot's data.
+    distributions: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _numeric(value: Any) -> bool:
@@ -79,10 +81,13 @@ def load_task_samples(run: Run, overrides: Mapping[str, str], images: Path | Non
         return TaskView(notes=[f"task {run.results.task} not available here ({exc}); no images"])
     by_name = {Path(p).name: p for p in run.results.provenance.data_files}
     given = dict(overrides)
+    defaults: dict[str, Path | None] | None = None  # the card's defaults, resolved once when needed
     for key, spec in task.card.data.items():
         if key in given or spec.default is None:
             continue
-        default = task.resolve_data({}, command="report").get(key)
+        if defaults is None:
+            defaults = task.resolve_data({}, command="report")
+        default = defaults.get(key)
         if default is not None and not default.exists() and default.name in by_name:
             given[key] = by_name[default.name]  # where the run read it (recorded in provenance)
     if images is not None and "images" in task.card.data:
@@ -122,6 +127,7 @@ def build_gallery(run: Run, overrides: Mapping[str, str], images: Path | None, m
     rows = run.sample_rows()
     preds = {str(p.get("id")): p for p in run.prediction_rows()}
     metrics = per_sample_metrics(run, rows)
+    dist = {m: [float(r[m]) for r in rows if _numeric(r.get(m))] for m in metrics}
     sort_metric = next((m for m in metrics if m in run.results.metrics), metrics[0] if metrics else None)
     view = load_task_samples(run, overrides, images)
     samples, notes = view.samples, list(view.notes)
@@ -151,7 +157,7 @@ def build_gallery(run: Run, overrides: Mapping[str, str], images: Path | None, m
                 },
             )
         )
-    return Gallery(cards, len(rows), sort_metric, notes)
+    return Gallery(cards, len(rows), sort_metric, notes, dist)
 
 
 # ---------------------------------------------------------------------- HTML
@@ -255,9 +261,7 @@ def write_report(
     max_cards: int = DEFAULT_MAX_CARDS,
 ) -> Path:
     gallery = build_gallery(run, overrides or {}, images, max_cards)
-    rows = run.sample_rows()
-    dist = {m: [float(r[m]) for r in rows if _numeric(r.get(m))] for m in per_sample_metrics(run, rows)}
-    page = render_html(run, gallery, histograms_png(dist))
+    page = render_html(run, gallery, histograms_png(gallery.distributions))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, "utf-8")
     return out

@@ -80,6 +80,7 @@ def _run_rows(board: Board, runs: Sequence[Run]) -> list[Row]:
     owner: dict[tuple[str, int], Run] = {}
     for run in runs:
         label = run_label(run)
+        inp: str | None = None  # run_input(run), read once, when the run fills a cell
         for k, col in enumerate(board.columns):
             if col.task != run.results.task or col.split is not None or col.input is not None:
                 continue
@@ -95,7 +96,8 @@ def _run_rows(board: Board, runs: Sequence[Run]) -> list[Row]:
             row.cells[k] = run.results.metrics[col.metric]
             if run not in row.runs:
                 row.runs.append(run)
-            inp = run_input(run)
+            if inp is None:
+                inp = run_input(run)
             if inp not in row.inputs:
                 row.inputs.append(inp)
     return [rows[label] for label in sorted(rows)]

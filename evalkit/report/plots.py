@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.report.leaderboard import BoardTable
+from evalkit.report.leaderboard import NO_INPUT, BoardTable
 
 # PNG metadata that would otherwise name the matplotlib version: keep files comparable.
 _PNG_META: dict[str, Any] = {"Software": None}
@@ -24,7 +24,7 @@ def _pyplot() -> Any:
 
 
 def _legend_label(label: str, inputs: Sequence[str], is_run: bool) -> str:
-    known = [i for i in inputs if i != "—"]
+    known = [i for i in inputs if i != NO_INPUT]
     kind = ", ".join(known)
     if is_run:
         return f"{label} ({kind})" if kind else label

@@ -53,12 +53,8 @@ def draw_regions(image: Image.Image, regions: Sequence[Region]) -> Image.Image:
     width = max(2, round(min(h, w) / 120))
     for k, (region, mask) in enumerate(zip(regions, masks, strict=True)):
         colour = np.array(REGION_COLOURS[k % len(REGION_COLOURS)], dtype=np.float32)
-        if region.kind == "box":
-            edge = _outline(mask, width)
-        elif region.kind in ("points", "scribble"):
-            edge = mask
-        else:
-            edge = _outline(mask, width)
+        # Points and scribbles are drawn whole; boxes and masks by their outline.
+        edge = mask if region.kind in ("points", "scribble") else _outline(mask, width)
         rgb[edge] = colour
     out = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
     if len(regions) > 1:
