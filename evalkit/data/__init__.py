@@ -17,6 +17,7 @@ from typing import Any
 
 from evalkit.errors import DataError
 from evalkit.records import Sample
+from evalkit.regions import Region, RegionError
 from evalkit.registry import Registry
 
 
@@ -107,6 +108,17 @@ def typed_field(
     if not isinstance(value, kind) or isinstance(value, bool):
         raise DataError(path, f"field {key!r} has the wrong type ({type(value).__name__})", where)
     return value
+
+
+def segmentation_region(path: Path, ann: Any, height: int, width: int, where: str) -> Region:
+    """The region of annotation ``ann``'s COCO ``segmentation`` (polygons or RLE) in a
+    ``height`` x ``width`` image; DataError when it has none or it is invalid."""
+    if not isinstance(ann, dict) or "segmentation" not in ann:
+        raise DataError(path, "annotation has no 'segmentation'", where)
+    try:
+        return Region.from_segmentation(ann["segmentation"], height, width)
+    except RegionError as exc:
+        raise DataError(path, f"invalid segmentation: {exc}", where) from exc
 
 
 def require_path(data: Mapping[str, Path | None], key: str) -> Path:

@@ -22,7 +22,8 @@ Ferret's files give no image size, so pixel regions need the image header: with 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,13 @@ from evalkit.data import (
     load_jsonl,
     register_reader,
     require_path,
+    segmentation_region,
     typed_field,
 )
 from evalkit.errors import DataError
+from evalkit.images import image_size
 from evalkit.records import REGION_PLACEHOLDER, Sample
 from evalkit.regions import Region, RegionError
-from evalkit.render import image_size
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 INLINE_BOX = re.compile(r"\[" + ",".join([_NUM] * 4) + r"\]")
@@ -85,58 +87,84 @@ def _answer(answers: dict[int, tuple[str, dict[str, Any]]], path: Path, qid: int
     return str(typed_field(path, rec, "text", str, where))
 
 
-def _polygon_region(path: Path, ann: Any, height: int, width: int, where: str) -> Region:
-    if not isinstance(ann, dict) or "segmentation" not in ann:
-        raise DataError(path, "annotation has no 'segmentation'", where)
-    try:
-        return Region.from_segmentation(ann["segmentation"], height, width)
-    except RegionError as exc:
-        raise DataError(path, f"invalid segmentation: {exc}", where) from exc
+@dataclass
+class _Bench:
+    """The three files both benchmarks have, loaded, and the images folder."""
+
+    questions: Path
+    answers_path: Path
+    context_path: Path
+    answers: dict[int, tuple[str, dict[str, Any]]]
+    contexts: dict[str, dict[str, Any]]  # image -> context record
+    context_key: str  # the context record's text field
+    images: Path | None
+
+    @classmethod
+    def load(cls, data: Mapping[str, Path | None], context_key: str) -> _Bench:
+        q_path = require_path(data, "questions")
+        a_path = require_path(data, "answers")
+        c_path = require_path(data, "context")
+        answers = _by_question_id(a_path)
+        contexts = _context_by_image(c_path, context_key)
+        return cls(q_path, a_path, c_path, answers, contexts, context_key, data.get("images"))
+
+    def files(self) -> list[Path]:
+        return [self.questions, self.answers_path, self.context_path]
+
+
+@dataclass
+class _Question:
+    qid: int
+    where: str  # the record's position and question_id, for errors
+    image: str
+    text: str
+    record: dict[str, Any]
+
+
+def _questions(bench: _Bench) -> Iterator[_Question]:
+    """The question records, each checked to have an id, image, text and a context."""
+    for where, rec in _records(bench.questions):
+        qid = typed_field(bench.questions, rec, "question_id", int, where)
+        where = f"{where} (question_id {qid})"
+        image = typed_field(bench.questions, rec, "image", str, where)
+        text = typed_field(bench.questions, rec, "text", str, where)
+        if image not in bench.contexts:
+            raise DataError(bench.context_path, f"no context for image {image} (question_id {qid})")
+        yield _Question(qid, where, image, text, rec)
+
+
+def _sample(
+    bench: _Bench, q: _Question, regions: list[Region], prompt_question: str, **meta: Any
+) -> Sample:
+    return Sample(
+        id=str(q.qid),
+        image=q.image,
+        regions=regions,
+        target=_answer(bench.answers, bench.answers_path, q.qid),
+        image_path=image_path(bench.images, q.image),
+        meta={
+            "question": q.text,
+            "prompt_question": prompt_question,
+            "category": typed_field(bench.questions, q.record, "category", str, q.where),
+            "context": bench.contexts[q.image][bench.context_key],
+            **meta,
+        },
+    )
 
 
 @register_reader("osprey_description")
 def read_osprey_description(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
-    q_path = require_path(data, "questions")
-    a_path = require_path(data, "answers")
-    c_path = require_path(data, "context")
-    answers = _by_question_id(a_path)
-    contexts = _context_by_image(c_path, "prompt")
-    images = data.get("images")
+    bench = _Bench.load(data, "prompt")
     samples: list[Sample] = []
-    for where, rec in _records(q_path):
-        qid = typed_field(q_path, rec, "question_id", int, where)
-        where = f"{where} (question_id {qid})"
-        image = typed_field(q_path, rec, "image", str, where)
-        text = typed_field(q_path, rec, "text", str, where)
-        if image not in contexts:
-            raise DataError(c_path, f"no context for image {image} (question_id {qid})")
-        ctx = contexts[image]
-        height = typed_field(c_path, ctx, "height", int, image)
-        width = typed_field(c_path, ctx, "width", int, image)
-        region = _polygon_region(q_path, rec.get("annotation"), height, width, where)
-        if text.count(REGION_PLACEHOLDER) != 1:
-            raise DataError(q_path, f"expected one {REGION_PLACEHOLDER} in the question", where)
-        samples.append(
-            Sample(
-                id=str(qid),
-                image=image,
-                regions=[region],
-                target=_answer(answers, a_path, qid),
-                image_path=image_path(images, image),
-                meta={
-                    "question": text,
-                    "prompt_question": text,
-                    "category": typed_field(q_path, rec, "category", str, where),
-                    "context": ctx["prompt"],
-                },
-            )
-        )
-    files = [q_path, a_path, c_path]
-    return ReadResult(samples, files, [f"{q_path.name}: {len(samples)} questions"])
-
-
-def _sizes_available(images: Path | None) -> bool:
-    return images is not None and images.is_dir()
+    for q in _questions(bench):
+        ctx = bench.contexts[q.image]
+        height = typed_field(bench.context_path, ctx, "height", int, q.image)
+        width = typed_field(bench.context_path, ctx, "width", int, q.image)
+        region = segmentation_region(bench.questions, q.record.get("annotation"), height, width, q.where)
+        if q.text.count(REGION_PLACEHOLDER) != 1:
+            raise DataError(bench.questions, f"expected one {REGION_PLACEHOLDER} in the question", q.where)
+        samples.append(_sample(bench, q, [region], q.text))
+    return ReadResult(samples, bench.files(), [f"{bench.questions.name}: {len(samples)} questions"])
 
 
 @register_reader("ferret_bench")
@@ -144,64 +172,38 @@ def read_ferret_bench(data: Mapping[str, Path | None], options: Mapping[str, Any
     mode = options.get("regions", "inline")
     if mode not in ("inline", "osprey"):
         raise DataError("<reader_args>", f"regions must be 'inline' or 'osprey', got {mode!r}")
-    q_path = require_path(data, "questions")
-    a_path = require_path(data, "answers")
-    c_path = require_path(data, "context")
-    answers = _by_question_id(a_path)
-    contexts = _context_by_image(c_path, "text")
-    images = data.get("images")
-    with_regions = _sizes_available(images)
+    bench = _Bench.load(data, "text")
+    sized = bench.images if bench.images is not None and bench.images.is_dir() else None
     osprey_path = data.get("osprey_questions") if mode == "osprey" else None
     osprey = _by_question_id(osprey_path) if osprey_path is not None else {}
     samples: list[Sample] = []
-    for where, rec in _records(q_path):
-        qid = typed_field(q_path, rec, "question_id", int, where)
-        where = f"{where} (question_id {qid})"
-        image = typed_field(q_path, rec, "image", str, where)
-        text = typed_field(q_path, rec, "text", str, where)
-        if image not in contexts:
-            raise DataError(c_path, f"no context for image {image} (question_id {qid})")
-        boxes = [tuple(float(v) for v in m.groups()) for m in INLINE_BOX.finditer(text)]
+    for q in _questions(bench):
+        boxes = [tuple(float(v) for v in m.groups()) for m in INLINE_BOX.finditer(q.text)]
         if not boxes:
-            raise DataError(q_path, "question has no [x1, y1, x2, y2] box", where)
-        size = image_size(images / image, where) if with_regions and images is not None else None
+            raise DataError(bench.questions, "question has no [x1, y1, x2, y2] box", q.where)
+        size = image_size(sized / q.image, q.where) if sized is not None else None
         regions: list[Region] = []
+        prompt_question = INLINE_BOX.sub(REGION_PLACEHOLDER, q.text)
         if mode == "inline":
-            prompt_question = INLINE_BOX.sub(REGION_PLACEHOLDER, text)
             if size is not None:
                 w, h = size
                 try:
                     regions = [Region.from_box((b[0] * w, b[1] * h, b[2] * w, b[3] * h), h, w) for b in boxes]
                 except RegionError as exc:
-                    raise DataError(q_path, f"box outside the image: {exc}", where) from exc
-        else:
-            prompt_question = INLINE_BOX.sub(REGION_PLACEHOLDER, text)
-            if osprey_path is not None:
-                if qid not in osprey:
-                    raise DataError(osprey_path, f"no converted question for question_id {qid}")
-                o_where, o_rec = osprey[qid]
-                prompt_question = typed_field(osprey_path, o_rec, "text", str, o_where)
-                if size is not None:
-                    w, h = size
-                    regions = [_polygon_region(osprey_path, o_rec.get("annotation"), h, w, o_where)]
+                    raise DataError(bench.questions, f"box outside the image: {exc}", q.where) from exc
+        elif osprey_path is not None:
+            if q.qid not in osprey:
+                raise DataError(osprey_path, f"no converted question for question_id {q.qid}")
+            o_where, o_rec = osprey[q.qid]
+            prompt_question = typed_field(osprey_path, o_rec, "text", str, o_where)
+            if size is not None:
+                w, h = size
+                regions = [segmentation_region(osprey_path, o_rec.get("annotation"), h, w, o_where)]
         samples.append(
-            Sample(
-                id=str(qid),
-                image=image,
-                regions=regions,
-                target=_answer(answers, a_path, qid),
-                image_path=image_path(images, image),
-                meta={
-                    "question": text,
-                    "prompt_question": prompt_question,
-                    "category": typed_field(q_path, rec, "category", str, where),
-                    "context": contexts[image]["text"],
-                    "boxes_normalized": [list(b) for b in boxes],
-                },
-            )
+            _sample(bench, q, regions, prompt_question, boxes_normalized=[list(b) for b in boxes])
         )
-    files = [p for p in (q_path, a_path, c_path, osprey_path) if p is not None]
-    notes = [f"{q_path.name}: {len(samples)} questions, regions from {mode}"]
-    if not with_regions:
+    files = bench.files() + ([osprey_path] if osprey_path is not None else [])
+    notes = [f"{bench.questions.name}: {len(samples)} questions, regions from {mode}"]
+    if sized is None:
         notes.append("no images folder: samples carry no pixel regions (scoring needs none)")
     return ReadResult(samples, files, notes)

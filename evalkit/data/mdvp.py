@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import ReadResult, load_json, register_reader, require_path
+from evalkit.data import ReadResult, load_json, register_reader, require_path, typed_field
 from evalkit.errors import DataError
+from evalkit.images import image_size
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
-from evalkit.render import image_size
 
 MARKER = "MDVP-Bench/"
 KINDS = {"box": "bbox", "point": "points"}
@@ -116,31 +116,29 @@ def read_mdvp(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> Re
             where = f"#{k}"
             if not isinstance(rec, dict):
                 raise DataError(path, "a record must be an object", where)
-            missing = [f for f in ("image_name", "question", "question_id", "gt_answers") if f not in rec]
-            if missing:
-                raise DataError(path, f"missing field(s) {missing}", where)
-            qid = str(rec["question_id"])
+            qid = str(typed_field(path, rec, "question_id", (int, str), where))
             where = f"#{k} (question_id {qid})"
             if qid in seen:
                 raise DataError(path, f"question_id {qid} appears twice", where)
             seen.add(qid)
-            if not isinstance(rec["question"], str) or not isinstance(rec["image_name"], str):
-                raise DataError(path, "question and image_name must be strings", where)
-            img = images / task / rec["image_name"]
+            image_name = typed_field(path, rec, "image_name", str, where)
+            question = typed_field(path, rec, "question", str, where)
+            answer = _answer_text(path, typed_field(path, rec, "gt_answers", (str, list), where), where)
+            img = images / task / image_name
             w, h = image_size(img, where)
             samples.append(
                 Sample(
                     id=f"{phase}/{qid}",
-                    image=f"{task}/{rec['image_name']}",
+                    image=f"{task}/{image_name}",
                     regions=_regions(path, rec, field, w, h, where),
-                    target=_answer_text(path, rec["gt_answers"], where),
+                    target=answer,
                     image_path=str(img),
                     meta={
                         "phase": phase,
                         "task": task,
                         "domain": domain,
-                        "question": rec["question"],
-                        "prompt_question": rec["question"],
+                        "question": question,
+                        "prompt_question": question,
                         "max_new_tokens": tokens,
                         "vp": rec[field],
                     },

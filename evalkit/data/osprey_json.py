@@ -24,11 +24,12 @@ from evalkit.data import (
     load_json,
     register_reader,
     require_path,
+    segmentation_region,
     typed_field,
 )
 from evalkit.errors import DataError
 from evalkit.records import Sample
-from evalkit.regions import Region, RegionError
+from evalkit.regions import Region
 
 
 @register_reader("osprey_json")
@@ -42,9 +43,7 @@ def read_referring(data: Mapping[str, Path | None], options: Mapping[str, Any]) 
         note = f"{path.name}: Osprey subset, {len(samples)} regions"
         return ReadResult(samples, [path], [note], errors.skipped)
     if isinstance(raw, dict) and {"images", "annotations", "categories"} <= raw.keys():
-        result = read_coco_style(path, raw, images, options, errors)
-        result.skipped = errors.skipped
-        return result
+        return read_coco_style(path, raw, images, options, errors)
     raise DataError(
         path,
         "expected Osprey's list of image records or a COCO-style object with "
@@ -101,12 +100,7 @@ def _subset_record(
 def _region(path: Path, where: str, category: Any, ann: Any, height: int, width: int) -> Region:
     if not isinstance(category, str):
         raise DataError(path, f"category is not a string: {category!r}", where)
-    if not isinstance(ann, dict) or "segmentation" not in ann:
-        raise DataError(path, "annotation has no 'segmentation'", where)
-    try:
-        region = Region.from_segmentation(ann["segmentation"], height, width)
-    except RegionError as exc:
-        raise DataError(path, f"invalid segmentation: {exc}", where) from exc
+    region = segmentation_region(path, ann, height, width, where)
     if region.area() == 0:
         raise DataError(path, "empty mask (0 pixels): nothing to ask about", where)
     return region
@@ -169,4 +163,4 @@ def read_coco_style(
         f"random.Random({seed}).sample over sorted image ids"
         + ("; part categories only" if parts_only else "")
     )
-    return ReadResult(samples, [path], [note])
+    return ReadResult(samples, [path], [note], errors.skipped)

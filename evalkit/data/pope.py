@@ -12,15 +12,15 @@ Images (COCO val2014) are tried as ``images/<image>`` and then, like Osprey's
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import ReadResult, load_jsonl, register_reader, require_path
+from evalkit.data import ReadResult, load_jsonl, register_reader, require_path, typed_field
 from evalkit.data.refcocog import coco_image_path
 from evalkit.errors import DataError
 from evalkit.records import Sample
+from evalkit.report.results import sha256_path
 
 # Every revision of the COCO question files in RUCAIBox/POPE's git history:
 # (split, revision, questions, sha256 of the file).
@@ -127,16 +127,16 @@ def read_questions(path: Path, images: Path | None) -> list[Sample]:
         seen.add(qid)
         if obj["label"] not in LABELS:
             raise DataError(path, f"label must be 'yes' or 'no', got {obj['label']!r}", where)
-        if not isinstance(obj["text"], str) or not isinstance(obj["image"], str):
-            raise DataError(path, "'text' and 'image' must be strings", where)
+        text = typed_field(path, obj, "text", str, where)
+        image = typed_field(path, obj, "image", str, where)
         samples.append(
             Sample(
                 id=qid,
-                image=obj["image"],
+                image=image,
                 regions=[],
                 target=obj["label"],
-                image_path=coco_image_path(images, obj["image"]),
-                meta={"text": obj["text"]},
+                image_path=coco_image_path(images, image),
+                meta={"text": text},
             )
         )
     return samples
@@ -146,7 +146,7 @@ def read_questions(path: Path, images: Path | None) -> list[Sample]:
 def read_pope(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
     path = require_path(data, "questions")
     samples = read_questions(path, data.get("images"))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_path(path)
     split = options.get("split")
     note = revision_note(path, digest, len(samples), str(split) if split is not None else None)
     return ReadResult(samples, [path], [note])

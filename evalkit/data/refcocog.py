@@ -30,10 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import ReadResult, load_json, register_reader, require_path
+from evalkit.data import ReadResult, load_json, register_reader, require_path, segmentation_region
 from evalkit.errors import DataError
 from evalkit.records import Sample
-from evalkit.regions import Region, RegionError
 
 
 def coco_image_path(images: Path | None, file_name: str) -> str | None:
@@ -111,10 +110,7 @@ def read_osprey_captions(path: Path, raw: dict[str, Any], images: Path | None) -
         img = records.get(ann["image_id"])
         if img is None:
             raise DataError(path, f"unknown image_id {ann['image_id']}", where)
-        try:
-            region = Region.from_segmentation(ann["segmentation"], int(img["height"]), int(img["width"]))
-        except RegionError as exc:
-            raise DataError(path, f"invalid segmentation: {exc}", where) from exc
+        region = segmentation_region(path, ann, int(img["height"]), int(img["width"]), where)
         samples.append(
             Sample(
                 id=str(ann["id"]),
@@ -182,7 +178,6 @@ def read_refer(
     image_info = {img["id"]: img for img in instances["images"]}
     anns = {ann["id"]: ann for ann in instances["annotations"]}
     by_ann: dict[int, list[str]] = {}
-    order: list[int] = []
     for k, ref in enumerate(refs):
         where = f"ref #{k}"
         if not isinstance(ref, dict) or not {"split", "ann_id", "sentences"} <= ref.keys():
@@ -200,24 +195,19 @@ def read_refer(
             sentences.append(s[field])
         if not sentences:
             raise DataError(refs_path, "ref has no sentences", f"{where} (ref_id {ref.get('ref_id')})")
-        if ref["ann_id"] not in by_ann:
-            order.append(ref["ann_id"])
-            by_ann[ref["ann_id"]] = []
-        by_ann[ref["ann_id"]].extend(sentences)
-    if not order:
+        by_ann.setdefault(ref["ann_id"], []).extend(sentences)
+    if not by_ann:
         raise DataError(refs_path, f"no ref of split {split!r}")
     samples: list[Sample] = []
-    for ann_id in order:
+    for ann_id in by_ann:
         ann = anns.get(ann_id)
         if ann is None:
             raise DataError(instances_path, f"annotation {ann_id} of a {split} ref is missing")
+        where = f"annotation {ann_id}"
         img = image_info.get(ann["image_id"])
         if img is None:
-            raise DataError(instances_path, f"unknown image_id {ann['image_id']}", f"annotation {ann_id}")
-        try:
-            region = Region.from_segmentation(ann["segmentation"], int(img["height"]), int(img["width"]))
-        except RegionError as exc:
-            raise DataError(instances_path, f"invalid segmentation: {exc}", f"annotation {ann_id}") from exc
+            raise DataError(instances_path, f"unknown image_id {ann['image_id']}", where)
+        region = segmentation_region(instances_path, ann, int(img["height"]), int(img["width"]), where)
         samples.append(
             Sample(
                 id=str(ann_id),

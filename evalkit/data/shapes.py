@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evalkit.data import ReadResult, register_reader
+from evalkit.data import ReadResult, RecordErrors, load_json, register_reader
 from evalkit.data.osprey_json import read_osprey_subset
 from evalkit.regions import Region
 
@@ -53,6 +53,7 @@ HOUSE_PARTS: dict[str, tuple[int, int, int]] = {
     "door": (90, 60, 35),
 }
 SPLITS: dict[str, tuple[int, int]] = {"train": (2000, 1234), "val": (200, 4321)}  # images, seed
+MIN_VISIBLE = 40  # pixels a region must show to be asked about (cls.json, and every view)
 
 
 @dataclass
@@ -97,6 +98,21 @@ def ensure_shapes(root: Path | None = None) -> ShapesPaths:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return ShapesPaths(root)
+
+
+def split_files(
+    data: Mapping[str, Path | None], key: str, options: Mapping[str, Any]
+) -> tuple[str, Path, Path | None]:
+    """(split, the file under data key ``key``, images folder); with no file given, the
+    generated benchmark's ``scenes.json`` (key ``scenes``) or ``cls.json`` of the split."""
+    split = str(options.get("split", "val"))
+    path = data.get(key)
+    images = data.get("images")
+    if path is None:
+        paths = ensure_shapes()
+        path = paths.scenes_json(split) if key == "scenes" else paths.cls_json(split)
+        images = images or paths.images(split)
+    return split, path, images
 
 
 # ---------------------------------------------------------------------- drawing
@@ -221,7 +237,7 @@ def scene_regions(scene: dict[str, Any]) -> list[tuple[int, str]]:
     return out
 
 
-def write_split(out: Path, split: str, n_images: int, seed: int, min_visible: int = 40) -> None:
+def write_split(out: Path, split: str, n_images: int, seed: int, min_visible: int = MIN_VISIBLE) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "ids").mkdir(parents=True, exist_ok=True)
     scenes, cls_records = [], []
@@ -259,15 +275,7 @@ def write_split(out: Path, split: str, n_images: int, seed: int, min_visible: in
 @register_reader("shapes_cls")
 def read_shapes_cls(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
     """The shapes benchmark's Osprey-format file, generated on first use unless given."""
-    split = str(options.get("split", "val"))
-    annotations = data.get("annotations")
-    images = data.get("images")
-    if annotations is None:
-        paths = ensure_shapes()
-        annotations = paths.cls_json(split)
-        images = images or paths.images(split)
-    from evalkit.data import RecordErrors, load_json
-
+    split, annotations, images = split_files(data, "annotations", options)
     errors = RecordErrors(options)
     samples = read_osprey_subset(annotations, load_json(annotations), images, errors)
     note = f"shapes v{VERSION} {split}: {len(samples)} regions"

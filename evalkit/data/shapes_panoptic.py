@@ -31,6 +31,7 @@ from evalkit.data.coco_panoptic import read_coco_panoptic, register_data_default
 from evalkit.data.shapes import (
     COLOURS,
     HOUSE_PARTS,
+    MIN_VISIBLE,
     SHAPES,
     category_phrase,
     ensure_shapes,
@@ -38,7 +39,6 @@ from evalkit.data.shapes import (
 )
 
 BACKGROUND_SEGMENT = 1000  # above every instance id a scene can have
-MIN_VISIBLE = 40  # the referring view's threshold for asking about a region
 IGNORE = 255
 FORMAT_VERSION = 1
 

@@ -22,38 +22,25 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from evalkit.data import ReadResult, load_json, register_reader
+from evalkit.data import ReadResult, image_path, load_json, register_reader
 from evalkit.data.osprey_json import read_osprey_subset
 from evalkit.data.shapes import (
+    MIN_VISIBLE,
     VERSION,
     all_object_names,
-    ensure_shapes,
     object_names,
     region_captions,
+    split_files,
 )
 from evalkit.errors import DataError
 from evalkit.records import Sample
 
-MIN_VISIBLE = 40  # pixels; the threshold shapes.write_split uses for cls.json regions
 POPE_QUESTION = "Is there a {name} in the image?"
-
-
-def _split_files(
-    data: Mapping[str, Path | None], key: str, options: Mapping[str, Any]
-) -> tuple[str, Path, Path | None]:
-    split = str(options.get("split", "val"))
-    path = data.get(key)
-    images = data.get("images")
-    if path is None:
-        paths = ensure_shapes()
-        path = paths.scenes_json(split) if key == "scenes" else paths.cls_json(split)
-        images = images or paths.images(split)
-    return split, path, images
 
 
 @register_reader("shapes_cap")
 def read_shapes_cap(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
-    split, path, images = _split_files(data, "annotations", options)
+    split, path, images = split_files(data, "annotations", options)
     samples = read_osprey_subset(path, load_json(path), images)
     for sample in samples:
         category = str(sample.target)
@@ -89,7 +76,7 @@ def pope_questions(scene: dict[str, Any], seed: int = 0, max_per_scene: int = 3)
 
 @register_reader("shapes_pope")
 def read_shapes_pope(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
-    split, path, images = _split_files(data, "scenes", options)
+    split, path, images = split_files(data, "scenes", options)
     seed = int(options.get("seed", 0))
     max_per_scene = int(options.get("max_per_scene", 3))
     scenes = load_json(path)
@@ -108,7 +95,7 @@ def read_shapes_pope(data: Mapping[str, Path | None], options: Mapping[str, Any]
                     image=file_name,
                     regions=[],
                     target=label,
-                    image_path=str(images / file_name) if images is not None else None,
+                    image_path=image_path(images, file_name),
                     meta={"text": POPE_QUESTION.format(name=name)},
                 )
             )

@@ -111,10 +111,10 @@ def backoff_delay(
 
 
 class ChatClient:
-    def __init__(self, settings: ClientSettings, seed: int | None = None):
+    def __init__(self, settings: ClientSettings):
         self.settings = settings
         self.stats = ClientStats()
-        self._rng = random.Random(seed)
+        self._rng = random.Random()
         self._cache = ResponseCache(settings.cache_path) if settings.cache_path else None
 
     def close(self) -> None:

@@ -44,8 +44,8 @@ def review_content(
     )
 
 
-def png_data_url(png: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(png).decode('ascii')}"
+def png_data_url(png: bytes) -> str:
+    return f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}"
 
 
 def judge_messages(

@@ -12,6 +12,7 @@ into a cache key or copied into results.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,38 @@ def cache_path_from(value: str | None, default_name: str) -> Path | None:
     return Path(value).expanduser()
 
 
-def _env_number(name: str, kind: type, default: Any) -> Any:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return kind(raw)
-    except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a {kind.__name__}") from exc
+# ClientSettings' numeric fields and their types, for settings given as text.
+NUMERIC_FIELDS: dict[str, type] = {
+    "max_concurrency": int,
+    "timeout_s": float,
+    "max_attempts": int,
+    "backoff_base_s": float,
+    "backoff_max_s": float,
+}
+_ENV_NUMBERS = {
+    "max_concurrency": ENV_CONCURRENCY,
+    "timeout_s": ENV_TIMEOUT,
+    "max_attempts": ENV_MAX_ATTEMPTS,
+    "backoff_base_s": ENV_BACKOFF_BASE,
+    "backoff_max_s": ENV_BACKOFF_MAX,
+}
+
+
+def parse_numbers(texts: Mapping[str, tuple[str, str | None]]) -> dict[str, Any]:
+    """``{field: (name, text)}`` -> ``{field: number}`` for the :data:`NUMERIC_FIELDS` given.
+
+    A ``None`` text is left out, so :class:`ClientSettings`' default applies; ``name`` is
+    what the :class:`ConfigError` for an unparsable text calls the setting."""
+    out: dict[str, Any] = {}
+    for field_name, (name, text) in texts.items():
+        if text is None:
+            continue
+        kind = NUMERIC_FIELDS[field_name]
+        try:
+            out[field_name] = kind(text)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={text!r} is not a {kind.__name__}") from exc
+    return out
 
 
 def judge_settings(default_model: str) -> ClientSettings:
@@ -102,16 +127,15 @@ def judge_settings(default_model: str) -> ClientSettings:
     key_var = os.environ.get(ENV_KEY_VAR)
     key_vars = (key_var,) if key_var else DEFAULT_KEY_VARS
     base_url = os.environ.get(ENV_BASE_URL)
+    numbers = parse_numbers(
+        {f: (f"environment variable {var}", os.environ.get(var) or None) for f, var in _ENV_NUMBERS.items()}
+    )
     settings = ClientSettings(
         base_url=base_url or OPENAI_BASE_URL,
         model=os.environ.get(ENV_MODEL) or default_model,
         api_key_vars=key_vars,
-        max_concurrency=_env_number(ENV_CONCURRENCY, int, 8),
-        timeout_s=_env_number(ENV_TIMEOUT, float, 120.0),
-        max_attempts=_env_number(ENV_MAX_ATTEMPTS, int, 6),
-        backoff_base_s=_env_number(ENV_BACKOFF_BASE, float, 1.0),
-        backoff_max_s=_env_number(ENV_BACKOFF_MAX, float, 60.0),
         cache_path=cache_path_from(os.environ.get(ENV_CACHE), "judge_cache.sqlite"),
+        **numbers,
     )
     if not base_url and not settings.has_key():
         raise ConfigError(

@@ -27,7 +27,7 @@ from typing import Any
 from evalkit.errors import ConfigError
 from evalkit.judge.client import ChatCall, ChatClient
 from evalkit.judge.prompts import png_data_url
-from evalkit.judge.settings import ClientSettings, cache_path_from
+from evalkit.judge.settings import ClientSettings, cache_path_from, parse_numbers
 from evalkit.models import Adapter, register_model
 from evalkit.records import IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, Prediction, Request
 from evalkit.render import marks_png
@@ -119,15 +119,6 @@ class ApiAdapter(Adapter):
         self.client.close()
 
 
-def _number(name: str, value: str | None, kind: type, default: Any) -> Any:
-    if value is None:
-        return default
-    try:
-        return kind(value)
-    except ValueError as exc:
-        raise ConfigError(f"api: {name}={value!r} is not a {kind.__name__}") from exc
-
-
 @register_model("api")
 def api(
     base_url: str | None = None,
@@ -155,11 +146,15 @@ def api(
         base_url=base_url,
         model=model,
         api_key_vars=(api_key_env,) if api_key_env else ("EVALKIT_API_KEY", "OPENAI_API_KEY"),
-        max_concurrency=_number("max_concurrency", max_concurrency, int, 8),
-        timeout_s=_number("timeout", timeout, float, 120.0),
-        max_attempts=_number("max_attempts", max_attempts, int, 6),
-        backoff_base_s=_number("backoff_base", backoff_base, float, 1.0),
-        backoff_max_s=_number("backoff_max", backoff_max, float, 60.0),
         cache_path=cache_path_from(cache, "api_cache.sqlite"),
+        **parse_numbers(
+            {
+                "max_concurrency": ("api: max_concurrency", max_concurrency),
+                "timeout_s": ("api: timeout", timeout),
+                "max_attempts": ("api: max_attempts", max_attempts),
+                "backoff_base_s": ("api: backoff_base", backoff_base),
+                "backoff_max_s": ("api: backoff_max", backoff_max),
+            }
+        ),
     )
     return ApiAdapter(settings, detail)

@@ -66,10 +66,30 @@ class JudgedProtocol(TaskProtocol):
             text = strip_boxes(text)
         return text
 
-    def prepare(self, samples: Sequence[Sample], data: Mapping[str, Path | None]) -> None:
-        """Load what every judge call needs (rules...)."""
+    def prepare(self, data: Mapping[str, Path | None]) -> None:
+        """Load what every judge call needs: the benchmark's rules."""
+        self.rule_path = require_path(data, "rule")
+        self.rules = load_rules(self.rule_path)
 
-    def judge_call(self, sample: Sample, answer: str, data: Mapping[str, Path | None]) -> ChatCall:
+    def rule(self, key: str) -> tuple[str, str]:
+        """(role, rule prompt) of the rule named ``key``."""
+        return rule_for(self.rules, key, self.rule_path)
+
+    def review(self, sample: Sample, answer: str, context: str, rule: tuple[str, str]) -> str:
+        """The judge's user content for ``sample``: ``context``, its question, the reference
+        answer, the model's ``answer`` and ``rule`` (from :meth:`rule`)."""
+        role, prompt = rule
+        return review_content(
+            context,
+            str(sample.meta["question"]),
+            str(sample.target),
+            answer,
+            prompt,
+            role,
+            reference_quirk=bool(self.args.get("context_quirk", False)),
+        )
+
+    def judge_call(self, sample: Sample, answer: str) -> ChatCall:
         raise NotImplementedError
 
     def groups(self, sample: Sample) -> list[str]:
@@ -89,9 +109,9 @@ class JudgedProtocol(TaskProtocol):
         self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
     ) -> ScoreResult:
         settings = judge_settings(str(self.args.get("judge_model", self.default_judge)))
-        self.prepare(samples, data)
+        self.prepare(data)
         answers = {s.id: self.judged_answer(texts[s.id]) for s in samples}
-        calls = (self.judge_call(s, answers[s.id], data) for s in samples)  # lazy: images
+        calls = (self.judge_call(s, answers[s.id]) for s in samples)  # lazy: images
         client = ChatClient(settings)
         try:
             outcomes = client.complete(calls)
@@ -210,19 +230,7 @@ class TextJudgedReview(JudgedProtocol):
     """Osprey-Bench description and Ferret-Bench: a text-only judge with a text context;
     the rule is picked by the question's category."""
 
-    def prepare(self, samples: Sequence[Sample], data: Mapping[str, Path | None]) -> None:
-        self.rule_path = require_path(data, "rule")
-        self.rules = load_rules(self.rule_path)
-
-    def judge_call(self, sample: Sample, answer: str, data: Mapping[str, Path | None]) -> ChatCall:
-        role, rule = rule_for(self.rules, str(sample.meta["category"]), self.rule_path)
-        content = review_content(
-            str(sample.meta["context"]),
-            str(sample.meta["question"]),
-            str(sample.target),
-            answer,
-            rule,
-            role,
-            reference_quirk=bool(self.args.get("context_quirk", False)),
-        )
+    def judge_call(self, sample: Sample, answer: str) -> ChatCall:
+        rule = self.rule(str(sample.meta["category"]))
+        content = self.review(sample, answer, str(sample.meta["context"]), rule)
         return ChatCall(sample.id, judge_messages(content), self.params())

@@ -7,19 +7,16 @@ judgements as MDVP's summariser does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
-from PIL import Image
-
-from evalkit.data import require_path
 from evalkit.data.mdvp import DOMAIN_CONTEXT
 from evalkit.errors import DataError
 from evalkit.judge.client import ChatCall
-from evalkit.judge.prompts import judge_messages, load_rules, review_content, rule_for
+from evalkit.judge.prompts import judge_messages
 from evalkit.protocols.judged import JudgedProtocol
 from evalkit.records import Sample
-from evalkit.render import draw_marks, png_bytes
+from evalkit.render import marks_png
 from evalkit.task import register_protocol
 
 
@@ -27,30 +24,19 @@ from evalkit.task import register_protocol
 class MdvpReview(JudgedProtocol):
     default_judge = "gpt-4-vision-preview"
 
-    def prepare(self, samples: Sequence[Sample], data: Mapping[str, Path | None]) -> None:
-        self.rule_path = require_path(data, "rule")
-        self.rules = load_rules(self.rule_path)
-        self.rule_key = str(self.args.get("rule", "box"))
+    def prepare(self, data: Mapping[str, Path | None]) -> None:
+        super().prepare(data)
+        self.mdvp_rule = self.rule(str(self.args.get("rule", "box")))  # one rule for all
 
-    def judge_call(self, sample: Sample, answer: str, data: Mapping[str, Path | None]) -> ChatCall:
-        role, rule = rule_for(self.rules, self.rule_key, self.rule_path)
-        content = review_content(
-            DOMAIN_CONTEXT[str(sample.meta["domain"])],
-            str(sample.meta["question"]),
-            str(sample.target),
-            answer,
-            rule,
-            role,
-            reference_quirk=bool(self.args.get("context_quirk", False)),
-        )
+    def judge_call(self, sample: Sample, answer: str) -> ChatCall:
+        context = DOMAIN_CONTEXT[str(sample.meta["domain"])]
+        content = self.review(sample, answer, context, self.mdvp_rule)
         if sample.image_path is None:
             raise DataError(f"<sample {sample.id}>", "the MDVP judge needs the image (--data images=DIR)")
         try:
-            with Image.open(sample.image_path) as img:
-                img.load()
-                png = png_bytes(draw_marks(img, sample.regions))
-        except (OSError, ValueError) as exc:
-            raise DataError(sample.image_path, f"cannot draw the marks: {exc}", sample.id) from exc
+            png = marks_png(sample.image_path, sample.regions)
+        except DataError as exc:
+            raise DataError(exc.path, f"cannot draw the marks: {exc.message}", sample.id) from exc
         detail = str(self.args.get("image_detail", "high"))
         return ChatCall(sample.id, judge_messages(content, png, detail), self.params())
 
