@@ -113,9 +113,7 @@ def random_7b(device: str, layers: int) -> tuple[OspreyModel, OspreyTokenizer]:
                 p.fill_(1.0)
             else:
                 p.normal_(0, 0.02)
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-    model.llm.model.rotary_emb = LlamaRotaryEmbedding(config=model.llm.config).to(device)
+    model.init_rotary()
     model.set_dtypes(torch.bfloat16, torch.bfloat16, vision_via=torch.float16).eval()  # the official mix
     return model, tokenizer
 

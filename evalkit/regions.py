@@ -129,8 +129,12 @@ class Region:
         return Region("scribble", height, width, points=_check_points(points, height, width, 2))
 
     # ------------------------------------------------------------------ conversions
-    def to_mask(self) -> np.ndarray:
-        """Dense ``uint8`` mask of shape (height, width)."""
+    def to_mask(self, cache: bool = True) -> np.ndarray:
+        """Dense ``uint8`` mask of shape (height, width).
+
+        ``cache=False`` decodes without keeping the mask on the region (a caller that only
+        copies it need not hold a full-resolution array per region for the region's life).
+        """
         cached = self._cache.get("mask")
         if cached is not None:
             return cached
@@ -141,7 +145,8 @@ class Region:
             mask = box_to_mask(self.box_xyxy(), self.height, self.width)
         else:
             mask = _points_to_mask(self)
-        self._cache["mask"] = mask
+        if cache:
+            self._cache["mask"] = mask
         return mask
 
     def box_xyxy(self) -> tuple[float, float, float, float]:

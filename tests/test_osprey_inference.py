@@ -10,6 +10,7 @@ import torch
 
 from evalkit.models.osprey.adapter import OspreyAdapter, plan_batches
 from evalkit.models.osprey.checkpoint import save_official
+from evalkit.models.osprey.prompting import render_prompt
 from evalkit.records import Request
 from tests.osprey_helpers import (
     CLS_PROMPT,
@@ -83,9 +84,14 @@ def run(checkpoint: Path, requests: list[Request], **args: str | int) -> dict[st
     adapter = OspreyAdapter("test", checkpoint, device="cpu", **args)  # type: ignore[arg-type]
     preds = list(adapter.generate(requests))
     assert sorted(p.request_id for p in preds) == sorted(r.id for r in requests)
+    by_id = {r.id: r for r in requests}
     for p in preds:
-        assert p.token_ids is not None and p.prompt is not None and "<mask><pos>" in p.prompt + "<mask><pos>"
+        request = by_id[p.request_id]
+        assert p.token_ids is not None and p.prompt == render_prompt(request.prompt)
+        assert p.prompt.count("<mask><pos>") == len(request.regions)
         assert p.text == adapter.tokenizer.decode(p.token_ids)
+    # The adapter copies each mask and keeps no full-resolution mask on the regions.
+    assert not any("mask" in region._cache for r in requests for region in r.regions)
     return {p.request_id: list(p.token_ids or []) for p in preds}
 
 

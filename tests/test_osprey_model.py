@@ -42,7 +42,10 @@ def test_two_region_prompt_token_ids():
         "\nThis provides an overview of the picture.\n"
         "What is the relation between  and  ? Answer briefly. ASSISTANT:"
     )
-    assert ids == tok.encode_prompt(render_prompt(TWO_REGION_PROMPT))  # deterministic
+    # Deterministic, and the prompt cache changes nothing: a fresh tokenizer (empty cache)
+    # and the uncached tokenisation give the same ids.
+    assert ids == tiny_tokenizer().encode_prompt(render_prompt(TWO_REGION_PROMPT))
+    assert ids == tok._encode_prompt(render_prompt(TWO_REGION_PROMPT))
 
 
 def test_preprocess_matches_transformers_clip_processor():
@@ -145,3 +148,13 @@ def test_config_rejects_what_it_cannot_run():
         OspreyConfig.from_dict({**base, "mm_hidden_size": 1024})
     with pytest.raises(ConfigError, match="mm_projector_type"):
         OspreyConfig.from_dict({**base, "mm_projector_type": "qformer"})
+
+
+def test_unknown_model_args_are_refused_naming_the_known_ones():
+    from evalkit.models.osprey import osprey_tiny
+
+    with pytest.raises(ConfigError, match="unknown model args") as info:
+        osprey_tiny(bogus="1")  # refused before anything is loaded
+    for key in ("path", "clip", "device", "dtype", "batch_size", "mode"):
+        assert key in str(info.value)
+    assert "'bogus'" in str(info.value) and "self" not in str(info.value)

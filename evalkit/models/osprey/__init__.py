@@ -10,6 +10,7 @@ tasks stays fast.
 
 from __future__ import annotations
 
+import inspect
 from importlib import resources
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def _build(name: str, args: dict[str, str], default_path: Path | None) -> Adapte
     path = args.pop("path", None) or default_path
     if path is None:
         raise ConfigError(f"{name} needs --model-args path=CHECKPOINT_DIR")
-    allowed = {"clip", "device", "dtype", "batch_size", "mode"}
+    # The adapter's keyword parameters; ``name`` is ours and ``path`` was taken above.
+    allowed = set(inspect.signature(OspreyAdapter.__init__).parameters) - {"self", "name", "path"}
     unknown = sorted(set(args) - allowed)
     if unknown:
         raise ConfigError(f"{name}: unknown model args {unknown} (known: path, {', '.join(sorted(allowed))})")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from evalkit.errors import ConfigError, DataError, EvalkitError
+from evalkit.images import load_rgb
 from evalkit.models import Adapter
 from evalkit.models.osprey.batched import generate_fast
 from evalkit.models.osprey.checkpoint import LoadReport, file_hashes, load_osprey
@@ -45,7 +46,7 @@ from evalkit.models.osprey.inference import (
     region_key,
 )
 from evalkit.models.osprey.modeling import OspreyModel
-from evalkit.models.osprey.preprocess import load_rgb, preprocess_image
+from evalkit.models.osprey.preprocess import preprocess_image
 from evalkit.models.osprey.prompting import OspreyTokenizer, render_prompt
 from evalkit.records import Prediction, Request
 
@@ -127,9 +128,13 @@ class OspreyAdapter(Adapter):
     # ------------------------------------------------------------------ Adapter API
     def fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:
+            # generation_config.json (top-k / top-p) and tokenizer_config.json (decoding's
+            # space clean-up) change outputs too; both are optional.
+            optional = [self.path / n for n in ("generation_config.json", "tokenizer_config.json")]
             files = [
                 self.path / "config.json",
                 self.path / "tokenizer.json",
+                *(f for f in optional if f.is_file()),
                 *self.report.weight_files,
             ]
             fp: dict[str, Any] = {"checkpoint": file_hashes(files), "dtype": self.dtype}
@@ -207,7 +212,6 @@ class OspreyAdapter(Adapter):
             self.tokenizer.decode(done.token_ids),
             prompt=done.job.rendered,
             token_ids=done.token_ids,
-            meta=done.meta,
         )
 
     def close(self) -> None:
@@ -275,7 +279,11 @@ def load_inputs(batch: Batch, size: int) -> Loaded:
         for key, region in zip(job.region_keys, job.request.regions, strict=True):
             if key not in masks:
                 # C order: pycocotools decodes column-major, and stacking those is slow.
-                masks[key] = torch.from_numpy(np.ascontiguousarray(region.to_mask(), dtype=np.uint8))
+                # cache=False: the copy is all we keep; the request's region lives until
+                # generate() ends and would otherwise hold a full-resolution mask as well.
+                masks[key] = torch.from_numpy(
+                    np.ascontiguousarray(region.to_mask(cache=False), dtype=np.uint8)
+                )
     return images, regions, failed
 
 
@@ -288,8 +296,3 @@ def read_sampling(path: Path) -> SamplingSettings:
         settings.top_k = int(cfg.get("top_k", settings.top_k) or 0)
         settings.top_p = float(cfg.get("top_p", settings.top_p) or 1.0)
     return settings
-
-
-def as_model(adapter: Adapter) -> OspreyModel:
-    assert isinstance(adapter, OspreyAdapter)
-    return adapter.model

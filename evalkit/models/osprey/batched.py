@@ -28,12 +28,12 @@ from evalkit.models.osprey.decoder import Grouping, RowKV, SharedKV, decode_forw
 from evalkit.models.osprey.inference import (
     TEXT,
     Encoded,
+    Entries,
     Finished,
     Job,
     SamplingSettings,
     choose_next,
     common_prefix,
-    comparable,
     embed_rows,
     position_entries,
     positions_of,
@@ -74,14 +74,20 @@ def generate_fast(
     """Generates for ``jobs`` (whose images and regions are in ``enc``)."""
     device = model.device
     n_img = enc.image_tokens.shape[1]
-    entries = [position_entries(job, tokenizer, n_img) for job in jobs]
+    # A task asks the same question of many regions: one entries list per distinct prompt
+    # (shared, never modified), which also lets common_prefix compare each list once.
+    by_ids: dict[tuple[tuple[int, ...], int], Entries] = {}
+    entries: list[Entries] = []
+    for job in jobs:
+        key = (tuple(job.ids), n_img)
+        if key not in by_ids:
+            by_ids[key] = position_entries(job, tokenizer, n_img)
+        entries.append(by_ids[key])
     groups: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(job.image_key, []).append(i)
     group_keys = list(groups)
-    prefix_len = {
-        key: common_prefix([comparable(entries[i], jobs[i]) for i in groups[key]]) for key in group_keys
-    }
+    prefix_len = {key: common_prefix([(entries[i], jobs[i]) for i in groups[key]]) for key in group_keys}
 
     # 1. the text every request starts with: once per model. Every job's prefix up to g is
     #    its image's prefix, so image representatives suffice.
@@ -110,7 +116,8 @@ def generate_fast(
         del image_kv  # copied into ``prefix``
 
     # 3. every request's own suffix, over its image's prefix.
-    group_of = torch.tensor([group_keys.index(job.image_key) for job in jobs], device=device)
+    group_index = {key: n for n, key in enumerate(group_keys)}
+    group_of = torch.tensor([group_index[job.image_key] for job in jobs], device=device)
     grouping = Grouping.build(group_of, len(group_keys))
     own_rows = [(entries[i][prefix_len[job.image_key] :], job) for i, job in enumerate(jobs)]
     embeds, valid = embed_rows(model, own_rows, enc)

@@ -160,10 +160,7 @@ def load_osprey(
         model = OspreyModel(config)
     state, report = assemble_state(model, directory, clip_path, round_through_bf16)
     model.load_state_dict(state, strict=True, assign=True)
-    # Non-persistent buffers (RoPE inverse frequencies) are not in any checkpoint.
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-    model.llm.model.rotary_emb = LlamaRotaryEmbedding(config=model.llm.config)
+    model.init_rotary()  # non-persistent buffers (RoPE inverse frequencies): in no checkpoint
     model.set_dtypes(vision_dtype, llm_dtype, vision_via)
     model.to(device)
     model.eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,10 @@ class OspreyConfig:
     mm_hidden_size: int
     mm_projector_type: str = "mlp2x_gelu"
     mm_vision_tower: str | None = None
-    mm_use_im_start_end: bool = False
-    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hidden_size(self) -> int:
         return int(self.llama["hidden_size"])
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.llama["vocab_size"])
 
     @staticmethod
     def from_dict(raw: dict[str, Any], source: str = "config.json") -> OspreyConfig:
@@ -117,7 +111,6 @@ class OspreyConfig:
             mm_hidden_size=mm_hidden,
             mm_projector_type=projector,
             mm_vision_tower=raw.get("mm_vision_tower"),
-            raw=raw,
         )
 
     @staticmethod
@@ -139,7 +132,7 @@ class OspreyConfig:
                 "model_type": "osprey",
                 "mm_hidden_size": self.mm_hidden_size,
                 "mm_projector_type": self.mm_projector_type,
-                "mm_use_im_start_end": False,
+                "mm_use_im_start_end": False,  # official code reads it; from_dict refuses true
                 "evalkit_vision": self.vision.to_json(),
             }
         )

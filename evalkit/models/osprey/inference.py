@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,7 +63,6 @@ class Encoded:
 class Finished:
     job: Job
     token_ids: list[int]
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- shared pieces
@@ -126,7 +125,7 @@ Entries = Sequence[tuple[int, int]]
 
 
 def embed_rows(
-    model: OspreyModel, rows: Sequence[tuple[Entries, Job]], enc: Encoded | None
+    model: OspreyModel, rows: Sequence[tuple[Entries, Job]], enc: Encoded
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded input embeddings ``[N, L, hidden]`` of ``rows`` and which are real.
 
@@ -140,15 +139,11 @@ def embed_rows(
     valid = torch.zeros(len(rows), width, dtype=torch.bool)
     # (flat positions, source indices) per kind
     where: dict[int, tuple[list[int], list[int]]] = {k: ([], []) for k in (TEXT, IMAGE, MASK, POS)}
-    n_image = 0 if enc is None else enc.image_tokens.shape[1]
+    n_image = enc.image_tokens.shape[1]
     for r, (entries, job) in enumerate(rows):
         start = r * width + width - len(entries)
         valid[r, width - len(entries) :] = True
-        image_base = (
-            0
-            if enc is None or job.image_key not in enc.image_row
-            else (enc.image_row[job.image_key] * n_image)
-        )
+        image_base = enc.image_row[job.image_key] * n_image if job.image_key in enc.image_row else 0
         for offset, (kind, value) in enumerate(entries):
             positions, sources = where[kind]
             positions.append(start + offset)
@@ -157,7 +152,6 @@ def embed_rows(
             elif kind == IMAGE:
                 sources.append(image_base + value)
             else:
-                assert enc is not None
                 sources.append(enc.region_row[(job.image_key, job.region_keys[value])])
     for kind, (positions, sources) in where.items():
         if not positions:
@@ -166,7 +160,6 @@ def embed_rows(
         if kind == TEXT:
             values = model.embed_text(index)
         else:
-            assert enc is not None
             table = {
                 IMAGE: enc.image_tokens.reshape(-1, hidden),
                 MASK: enc.mask_tokens,
@@ -220,17 +213,29 @@ def row_generator(job: Job) -> torch.Generator | None:
 
 
 # ---------------------------------------------------------------------- prefixes
-def comparable(entries: Sequence[tuple[int, int]], job: Job) -> list[tuple[int, int | str]]:
-    """Entries as they determine the embedding: a region slot compares by the region itself."""
-    return [(k, job.region_keys[v]) if k in (MASK, POS) else (k, v) for k, v in entries]
+def common_prefix(rows: Sequence[tuple[Entries, Job]]) -> int:
+    """How many leading positions embed alike in every row (each row keeps >= 1 of its own).
 
-
-def common_prefix(seqs: Sequence[Sequence[tuple[int, int | str]]]) -> int:
-    limit = min(len(s) for s in seqs) - 1  # every row keeps >= 1 suffix token for its logits
-    first = seqs[0]
-    n = limit
-    for other in seqs[1:]:
-        n = next((k for k in range(n) if other[k] != first[k]), n)
+    Positions compare as the embedding sees them: a region slot by the region itself (its
+    key), anything else by its entry. Rows may share one entries list (same ids): the
+    entries are compared once per distinct list, then only the rows' region slots.
+    """
+    first, first_job = rows[0]
+    n = min(len(e) for e, _ in rows) - 1  # every row keeps >= 1 suffix token for its logits
+    slots = [k for k, (kind, _) in enumerate(first) if kind in (MASK, POS)]
+    agree: dict[int, int] = {id(first): len(first)}  # entries list -> common length with first
+    for entries, job in rows[1:]:
+        if id(entries) not in agree:
+            m = min(len(entries), len(first))
+            agree[id(entries)] = next((k for k in range(m) if entries[k] != first[k]), m)
+        n = min(n, agree[id(entries)])
+        # Up to n the entries agree, region indices included; the regions may not.
+        for k in slots:
+            if k >= n:
+                break
+            if job.region_keys[first[k][1]] != first_job.region_keys[first[k][1]]:
+                n = k
+                break
     return n
 
 

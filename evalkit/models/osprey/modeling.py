@@ -94,6 +94,18 @@ class OspreyModel(nn.Module):
         self.mask_extractor = MaskExtractor(
             vision.dims, vision.mask_embed_dim, config.hidden_size, vision.mask_shape
         )
+        self.pixels_via: torch.dtype | None = None  # see set_dtypes
+
+    def init_rotary(self) -> OspreyModel:
+        """Rebuilds the RoPE inverse frequencies (a non-persistent buffer, in no checkpoint)
+        after construction on the meta device; on the device of the decoder's weights."""
+        from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+        rotary = LlamaRotaryEmbedding(config=self.llm.config)
+        if self.device.type != "meta":
+            rotary = rotary.to(self.device)
+        self.llm.model.rotary_emb = rotary
+        return self
 
     # ------------------------------------------------------------------ dtypes
     @property
@@ -136,7 +148,7 @@ class OspreyModel(nn.Module):
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``[B, 3, S, S]`` -> image tokens ``[B, N, hidden]`` (vision dtype), trunk features."""
         images = images.to(self.device)
-        if getattr(self, "pixels_via", None) is not None:
+        if self.pixels_via is not None:
             images = images.to(self.pixels_via)
         feats = self.trunk(images.to(self.vision_dtype))
         res4 = feats[2].flatten(2).transpose(1, 2)  # [B, N, C] in row-major grid order

@@ -9,14 +9,10 @@ is not kept and nothing is padded. S is 512 for the official models.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
-from evalkit import images
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -27,11 +23,6 @@ def shortest_edge_size(width: int, height: int, size: int) -> tuple[int, int]:
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = size, int(size * long / short)
     return (new_short, new_long) if width <= height else (new_long, new_short)
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """The image as RGB; a missing or undecodable file is a DataError naming it."""
-    return images.load_rgb(path)
 
 
 def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ SYSTEM = (
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
 ROLES = ("USER", "ASSISTANT")
-SEP, SEP2 = " ", "</s>"
+SEP = " "  # separator style TWO; a turn's answer ends with EOS (</s>)
 MASK_TOKEN, POS_TOKEN = "<mask>", "<pos>"
 IMAGE_SENTINEL = -200  # IMAGE_TOKEN_INDEX of the official code
 
@@ -40,17 +40,14 @@ def osprey_question(prompt: str) -> str:
     return question.strip()
 
 
-def render_conversation(turns: list[tuple[str, str | None]]) -> str:
-    """``osprey_v1`` (separator style TWO) for (question, answer) turns; answer None = open."""
-    out = SYSTEM + SEP
-    for question, answer in turns:
-        out += f"{ROLES[0]}: {question}{SEP}"
-        out += f"{ROLES[1]}: {answer}{SEP2}" if answer is not None else f"{ROLES[1]}:"
-    return out
+def open_turn(question: str) -> str:
+    """An ``osprey_v1`` turn awaiting its answer: ``USER: {question} ASSISTANT:``."""
+    return f"{ROLES[0]}: {question}{SEP}{ROLES[1]}:"
 
 
 def render_prompt(prompt: str) -> str:
-    return render_conversation([(osprey_question(prompt), None)])
+    """A one-question ``osprey_v1`` conversation (separator style TWO), open for the answer."""
+    return SYSTEM + SEP + open_turn(osprey_question(prompt))
 
 
 @dataclass

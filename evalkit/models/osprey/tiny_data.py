@@ -12,17 +12,18 @@ import random
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from evalkit.data.shapes import all_object_names, category_phrase, object_names, region_captions
+from evalkit.data.shapes import all_object_names, category_phrase, region_captions
+from evalkit.data.shapes_text import visible_object_names
+from evalkit.images import load_rgb
 from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
-from evalkit.models.osprey.preprocess import load_rgb, preprocess_image
-from evalkit.models.osprey.prompting import OspreyTokenizer, osprey_question, render_prompt
+from evalkit.models.osprey.preprocess import preprocess_image
+from evalkit.models.osprey.prompting import OspreyTokenizer, open_turn, osprey_question, render_prompt
 from evalkit.models.osprey.tiny import base_corpus
 from evalkit.regions import Region
 
@@ -88,8 +89,9 @@ def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesT
         region_image.extend([n] * len(masks))
         region_category.extend(cats)
         image_regions.append(list(range(first, len(region_image))))
-        present.append(visible_names(scene))
-        drawn.append(sorted(set(object_names(scene))))
+        shown, every = visible_object_names(scene)
+        present.append(sorted(shown))
+        drawn.append(sorted(every))
     return ShapesTrainData(
         pixels,
         PreparedMasks.cat(prepared),
@@ -99,18 +101,6 @@ def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesT
         present,
         drawn,
     )
-
-
-def visible_names(scene: dict[str, Any], min_visible: int = 40) -> list[str]:
-    visible = {int(k): v for k, v in scene.get("visible", {}).items()}
-    names = []
-    for obj in scene["objects"]:
-        if obj["shape"] == "house":
-            if any(visible.get(p["id"], 0) >= min_visible for p in obj["parts"]):
-                names.append("house")
-        elif visible.get(obj["id"], 0) >= min_visible:
-            names.append(f"{obj['colour']} {obj['shape']}")
-    return sorted(set(names))
 
 
 def corpus_texts() -> list[str]:
@@ -131,15 +121,13 @@ class Tokens:
     def __init__(self, tokenizer: OspreyTokenizer):
         self.tok = tokenizer
 
-    @cache  # noqa: B019 - a handful of distinct strings, one instance
     def first_turn(self, prompt: str) -> tuple[int, ...]:
-        return tuple(self.tok.encode_prompt(render_prompt(prompt)))
+        return tuple(self.tok.encode_prompt(render_prompt(prompt)))  # encode_prompt caches
 
-    @cache  # noqa: B019
+    @cache  # noqa: B019 - a handful of distinct strings, one instance
     def later_turn(self, prompt: str) -> tuple[int, ...]:
         question = osprey_question(prompt).replace("<image>\n", "")
-        text = f"USER: {question} ASSISTANT:"
-        return tuple(self.tok.tokenizer.encode(text, add_special_tokens=False).ids)
+        return tuple(self.tok.tokenizer.encode(open_turn(question), add_special_tokens=False).ids)
 
     @cache  # noqa: B019
     def answer(self, text: str) -> tuple[int, ...]:
