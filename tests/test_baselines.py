@@ -35,6 +35,15 @@ def baselines() -> Baselines:
     return load_baselines(BASELINES)
 
 
+@pytest.fixture(scope="module")
+def seeds(shared_dir: Path) -> Path:
+    """The papers' text (``shared/seeds``) the baselines were transcribed from."""
+    path = shared_dir / "seeds"
+    if not path.is_dir():
+        pytest.skip(f"{path} not present (the papers' text the baselines are checked against)")
+    return path
+
+
 def _numbers(fields: list[str]) -> list[float | None]:
     out: list[float | None] = []
     for f in fields:
@@ -145,10 +154,7 @@ def _column_holds(lines: list[str], label: str, values: list[float]) -> bool:
     return False
 
 
-def test_every_entry_is_in_its_paper(baselines: Baselines, shared_dir: Path) -> None:
-    seeds = shared_dir / "seeds"
-    if not seeds.is_dir():
-        pytest.skip("no seeds folder")
+def test_every_entry_is_in_its_paper(baselines: Baselines, seeds: Path) -> None:
     texts = {
         key: "\n".join((seeds / name).read_text("utf-8") for name in paper.seeds).splitlines()
         for key, paper in baselines.papers.items()
@@ -164,10 +170,7 @@ def test_every_entry_is_in_its_paper(baselines: Baselines, shared_dir: Path) -> 
     assert missing == []
 
 
-def test_the_check_catches_a_typo(baselines: Baselines, shared_dir: Path) -> None:
-    seeds = shared_dir / "seeds"
-    if not seeds.is_dir():
-        pytest.skip("no seeds folder")
+def test_the_check_catches_a_typo(baselines: Baselines, seeds: Path) -> None:
     lines = (seeds / baselines.papers["osprey"].seeds[0]).read_text("utf-8").splitlines()
     assert _row_holds(lines, "Osprey-7B (Ours)", [65.24, 38.19])
     assert not _row_holds(lines, "Osprey-7B (Ours)", [65.42, 38.19])
@@ -178,10 +181,7 @@ def test_the_check_catches_a_typo(baselines: Baselines, shared_dir: Path) -> Non
     assert not _column_holds(regiongpt, "Ours", [97.75, 87.80])  # metrics swapped
 
 
-def test_transcribed_labels_exist_verbatim(baselines: Baselines, shared_dir: Path) -> None:
-    seeds = shared_dir / "seeds"
-    if not seeds.is_dir():
-        pytest.skip("no seeds folder")
+def test_transcribed_labels_exist_verbatim(baselines: Baselines, seeds: Path) -> None:
     for key, paper in baselines.papers.items():
         text = "\n".join((seeds / name).read_text("utf-8") for name in paper.seeds)
         for e in baselines.entries:

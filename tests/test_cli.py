@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from evalkit.cli import main
-from tests.helpers import LVIS_NAMES, write_images, write_osprey_subset, write_predictions
+from tests.helpers import LVIS_NAMES, run_replay, write_images, write_osprey_subset, write_predictions
 
 
 def evalkit(*args, check=False):
@@ -78,13 +78,10 @@ def test_config_errors(tmp_path):
 def test_run_with_replay_then_score_agree(lvis):
     tmp_path, ids = lvis
     write_predictions(tmp_path / "p.jsonl", [(i, "dog" if k % 2 else "teddy bear") for k, i in enumerate(ids)])
-    run = evalkit("run", "--model", "replay", "--model-args", f"path={tmp_path / 'p.jsonl'}",
-                  "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'a.json'}",
-                  "--data", f"images={tmp_path}", "--output", str(tmp_path / "run"))
-    assert run.returncode == 0, run.stderr
-    scored = score(tmp_path, tmp_path / "p.jsonl")
-    assert scored.returncode == 0, scored.stderr
-    a = json.loads((tmp_path / "run" / "results.json").read_text())
+    a = run_replay("lvis_cls", tmp_path / "p.jsonl", tmp_path / "run",
+                   "--data", f"annotations={tmp_path / 'a.json'}", "--data", f"images={tmp_path}")
+    assert main(["score", "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'a.json'}",
+                 "--predictions", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / "out")]) == 0
     b = json.loads((tmp_path / "out" / "results.json").read_text())
     assert a["metrics"] == b["metrics"]
     prov = a["provenance"]

@@ -15,11 +15,10 @@ from evalkit.engine.store import PredictionStore, StoreError
 from evalkit.records import Prediction
 
 REPO = Path(__file__).resolve().parents[1]
-LAUNCH = "import sys, tests.fake_adapter; from evalkit.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def evalkit_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-c", LAUNCH, *args]
+    return [sys.executable, str(REPO / "tests" / "fake_cli.py"), *args]
 
 
 def run_args(out: Path, log: Path, delay: float, limit: int = 60) -> list[str]:
@@ -30,6 +29,16 @@ def run_args(out: Path, log: Path, delay: float, limit: int = 60) -> list[str]:
 def store_rows(out: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(out / "store.sqlite") as db:
         return db.execute("SELECT key, request_id FROM predictions").fetchall()
+
+
+def assert_same_as_clean(out: Path, clean: Path, n: int) -> None:
+    """A resumed run's store holds each request once, and its results equal a clean run's."""
+    rows = store_rows(out)
+    assert len(rows) == n and len({k for k, _ in rows}) == n and len({r for _, r in rows}) == n
+    a = json.loads((out / "results.json").read_text())
+    b = json.loads((clean / "results.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["n"] == b["n"] == n
+    assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()
 
 
 def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path):
@@ -63,13 +72,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path):
     computed_second = log.read_text().split()[len(computed_first):]
     assert not finished_before & set(computed_second), "finished requests were recomputed"
     assert len(computed_second) == 60 - len(finished_before)
-
-    rows = store_rows(out)
-    assert len(rows) == 60 and len({k for k, _ in rows}) == 60 and len({r for _, r in rows}) == 60
-    a = json.loads((out / "results.json").read_text())
-    b = json.loads((clean / "results.json").read_text())
-    assert a["metrics"] == b["metrics"] and a["n"] == b["n"] == 60
-    assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()
+    assert_same_as_clean(out, clean, 60)
 
 
 def test_rerun_recomputes_nothing_and_new_settings_recompute(tmp_path):
@@ -122,12 +125,7 @@ def test_sigkill_at_twenty_random_moments(tmp_path):
             proc.wait()
     subprocess.run(evalkit_cmd(*run_args(out, log, 0.0, limit=80)), cwd=REPO, env=env, check=True,
                    capture_output=True)
-    rows = store_rows(out)
-    assert len(rows) == 80 and len({r for _, r in rows}) == 80
-    a = json.loads((out / "results.json").read_text())
-    b = json.loads((clean / "results.json").read_text())
-    assert a["metrics"] == b["metrics"]
-    assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()
+    assert_same_as_clean(out, clean, 80)
     assert len(set(log.read_text().split())) == 80
 
 
@@ -166,9 +164,4 @@ def test_sigkill_the_tiny_model_twenty_times(tmp_path):
         assert not (out / "results.json").exists()
     assert kills == 20
     subprocess.run(tiny(out), env=env, check=True, capture_output=True, timeout=300)
-    rows = store_rows(out)
-    assert len(rows) == 160 and len({r for _, r in rows}) == 160
-    a = json.loads((out / "results.json").read_text())
-    b = json.loads((clean / "results.json").read_text())
-    assert a["metrics"] == b["metrics"]
-    assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()
+    assert_same_as_clean(out, clean, 160)

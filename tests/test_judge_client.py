@@ -13,8 +13,7 @@ from evalkit.judge.client import ChatCall, ChatClient, backoff_delay, parse_retr
 from evalkit.judge.prompts import judge_messages, load_rules, review_content
 from evalkit.judge.settings import ClientSettings
 from tests.fake_openai import JUDGE_SYSTEM, FakeOpenAI
-
-KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
+from tests.judged_helpers import KEY
 
 
 def settings(url: str, cache: Path | None, **kw: object) -> ClientSettings:

@@ -14,6 +14,7 @@ from evalkit.cli import main
 from evalkit.data.pope import KNOWN_REVISIONS
 from evalkit.metrics.pope import pope_answer, pope_metrics
 from evalkit.task import get_task
+from tests.judged_helpers import rows
 
 SPLITS = ("random", "popular", "adversarial")
 
@@ -74,10 +75,6 @@ def fake_answers(questions: list[dict[str, Any]], seed: int) -> list[str]:
     return out
 
 
-def read_questions(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def test_official_parsing() -> None:
     assert pope_answer("Yes, there is a dog.") == "yes"
     assert pope_answer("No, there is no dog.") == "no"
@@ -126,7 +123,7 @@ def test_score_pope_adversarial_equals_official_in_any_line_order(
     shared_dir: Path, tmp_path: Path
 ) -> None:
     path = shared_dir / "fixtures" / "pope" / "coco_pope_adversarial.json"
-    questions = read_questions(path)
+    questions = rows(path)
     answers = fake_answers(questions, seed=0)
     # Osprey's pope_eval.py writes answers lower-cased, in question order; evaluate.py then zips.
     expected = official_evaluate([a.lower() for a in answers], [q["label"] for q in questions])
@@ -216,7 +213,7 @@ def test_llava_variant_prompt_and_case(tmp_path: Path) -> None:
 
 
 def test_unknown_revision_warns_and_2910_is_recognised(tmp_path: Path, shared_dir: Path) -> None:
-    questions = read_questions(shared_dir / "fixtures" / "pope" / "coco_pope_random.json")
+    questions = rows(shared_dir / "fixtures" / "pope" / "coco_pope_random.json")
     path = tmp_path / "coco_pope_random.json"
     path.write_text("".join(json.dumps(q) + "\n" for q in questions[:2910]))
     read = get_task("pope_random").load_samples({"questions": path, "images": None})

@@ -13,8 +13,9 @@ import pytest
 
 from evalkit.cli import main
 from evalkit.errors import DataError
+from evalkit.regions import Region
 from evalkit.task import get_task
-from tests.coco_reference import coco_meteor
+from tests.coco_reference import pycocoevalcap_scores
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="needs Java")
 
@@ -119,9 +120,6 @@ def model_outputs(raw: dict[str, Any], seed: int = 1) -> dict[str, str]:
 
 @needs_java
 def test_score_equals_pycocoevalcap_after_reference_postprocessing(tmp_path: Path) -> None:
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
     data = tmp_path / "finetune_refcocog_val_with_mask.json"
     raw = write_osprey_file(data)
     outputs = model_outputs(raw)
@@ -148,17 +146,11 @@ def test_score_equals_pycocoevalcap_after_reference_postprocessing(tmp_path: Pat
 
     # The ground truth and result files refcocog_eval.py writes, scored with pycocoevalcap.
     captions = {img["id"]: img["caption"] for img in raw["images"]}
-    gts = {str(a["id"]): [{"caption": captions[a["image_id"]]}] for a in raw["annotations"]}
-    res = {
-        str(a["id"]): [{"caption": osprey_postprocess(outputs[str(a["id"])])}]
-        for a in raw["annotations"]
-    }
-    tokenizer = PTBTokenizer()
-    gts_t, res_t = tokenizer.tokenize(gts), tokenizer.tokenize(res)
-    meteor = coco_meteor().compute_score(gts_t, res_t)[0] * 100
-    cider = Cider().compute_score(gts_t, res_t)[0] * 100
-    assert results["metrics"]["meteor"] == pytest.approx(meteor, abs=1e-3)
-    assert results["metrics"]["cider"] == pytest.approx(cider, abs=1e-3)
+    refs = {str(a["id"]): [captions[a["image_id"]]] for a in raw["annotations"]}
+    preds = {k: osprey_postprocess(v) for k, v in outputs.items()}
+    reference = pycocoevalcap_scores(refs, preds)["corpus"]
+    assert results["metrics"]["meteor"] == pytest.approx(reference["meteor"], abs=1e-3)
+    assert results["metrics"]["cider"] == pytest.approx(reference["cider"], abs=1e-3)
     assert results["n"] == 24 and results["counts"]["references"] == 24
     assert 0 < results["metrics"]["meteor"] < 100 and results["metrics"]["cider"] > 0
 
@@ -184,7 +176,14 @@ def test_osprey_layout_samples(tmp_path: Path) -> None:
     assert first.image == "COCO_train2014_000000000009.jpg"
     assert first.image_path == str(images / "000000000009.jpg")  # Osprey's split('_')[-1]
     assert first.regions[0].kind == "mask" and first.regions[0].area() > 10000
-    assert read.samples[4].regions[0].area() == read.samples[4].regions[0].area()  # RLE decodes
+    # Annotation 4 is stored as RLE: it decodes to the polygon its bbox corners describe.
+    ann = raw["annotations"][4]
+    assert isinstance(ann["segmentation"], dict)
+    x, y, w, h = ann["bbox"]
+    rebuilt = Region.from_polygons([[x, y, x + w, y, x + w, y + h, x, y + h]], 480, 640)
+    decoded = read.samples[4].regions[0]
+    assert decoded.area() == rebuilt.area() == 10890
+    assert (decoded.to_mask() == rebuilt.to_mask()).all()
     prompts = {r.prompt for r in task.build_requests(read.samples)}
     assert prompts == {
         "<image>\n.\nThis provides an overview of the picture.\n"

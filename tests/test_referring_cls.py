@@ -7,12 +7,11 @@ running sums) so evalkit's batched scorer is checked against it on the same outp
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 from sentence_transformers import util
 
+from evalkit.cli import main
 from evalkit.metrics.embeddings import minilm
 from evalkit.metrics.semantic import semantic_iou, semantic_similarity
 from evalkit.protocols.referring_cls import normalise_answer, normalise_category
@@ -83,7 +82,7 @@ def test_semantic_similarity_hand_computed_with_a_toy_encoder():
 
 
 @pytest.mark.parametrize(("task", "names"), [("lvis_cls", LVIS_NAMES), ("paco_cls", PACO_NAMES)])
-def test_score_cli_equals_reference_script(tmp_path, task, names):
+def test_score_cli_equals_reference_script(tmp_path, capsys, task, names):
     records = write_osprey_subset(tmp_path / "ann.json", names, 12, seed=3)
     ids = [f"{r['file_name'][:-4]}#{i}" for r in records for i in range(len(r["categories"]))]
     cats = [c for r in records for c in r["categories"]]
@@ -97,13 +96,12 @@ def test_score_cli_equals_reference_script(tmp_path, task, names):
         else:
             outputs.append("It is: " + cat.split(":")[-1].replace("_", " "))
     write_predictions(tmp_path / "preds.jsonl", list(zip(ids, outputs, strict=True)))
-    proc = subprocess.run(
-        [sys.executable, "-m", "evalkit", "score", "--task", task,
+    code = main(
+        ["score", "--task", task,
          "--data", f"annotations={tmp_path / 'ann.json'}", "--data", f"images={tmp_path}",
-         "--predictions", str(tmp_path / "preds.jsonl"), "--output", str(tmp_path / "out")],
-        capture_output=True, text=True, check=False,
+         "--predictions", str(tmp_path / "preds.jsonl"), "--output", str(tmp_path / "out")]
     )
-    assert proc.returncode == 0, proc.stderr
+    assert code == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     ss, s_iou = reference_scores(records, outputs, minilm()._model)
     assert results["n"] == len(cats)

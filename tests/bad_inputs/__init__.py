@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from evalkit.regions import Region
+from tests.helpers import write_images
 
 
 @dataclass
@@ -39,12 +40,6 @@ def _good_records() -> list[dict]:
     return records
 
 
-def _write_images(folder: Path, records: list[dict]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for r in records:
-        Image.new("RGB", (r["width"], r["height"]), (120, 60, 30)).save(folder / r["file_name"])
-
-
 def build(root: Path) -> list[Case]:
     cases: list[Case] = []
 
@@ -56,7 +51,7 @@ def build(root: Path) -> list[Case]:
             ann.write_bytes(raw)
         else:
             ann.write_text(json.dumps(records))
-        _write_images(folder / "images", _good_records())
+        write_images(folder / "images", _good_records())
         return folder
 
     def run_args(folder: Path, model_args: str = "") -> list[str]:
