@@ -62,6 +62,12 @@ def make_images(folder: Path, names: list[str]) -> None:
         Image.fromarray(pixels).save(folder / name)
 
 
+def ferret_images(shared: Path, folder: Path, split: str = "refer_caption") -> Path:
+    """Stand-in images for every image a Ferret-Bench ``split``'s questions name."""
+    make_images(folder, [q["image"] for q in rows(shared / "fixtures/ferret" / split / "question.jsonl")])
+    return folder
+
+
 def rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -17,9 +17,9 @@ from tests.judged_helpers import (  # noqa: F401 - judge_env is a fixture
     assert_no_key,
     cache_dir,
     ferret_data,
+    ferret_images,
     judge_bodies,
     judge_env,
-    make_images,
     released_summary,
     rows,
 )
@@ -47,9 +47,7 @@ def test_readers_on_the_released_files(shared_dir: Path, tmp_path: Path) -> None
         "Could you describe the region shown as <region> in the picture in great detail?"
     )
 
-    images = tmp_path / "coco"
-    qs = rows(fx / "ferret/refer_caption/question.jsonl")
-    make_images(images, [q["image"] for q in qs])
+    images = ferret_images(shared_dir, tmp_path / "coco")
     box = get_task("ferret_refer_desc")
     overrides = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in ferret_data(shared_dir)[1::2]}
     box_samples = {
@@ -203,11 +201,7 @@ def test_osprey_description_colon_rule_and_rounding(shared_dir: Path, tmp_path: 
 
 @pytest.mark.usefixtures("judge_env")
 def test_run_api_model_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
-    images = tmp_path / "coco"
-    make_images(
-        images,
-        [q["image"] for q in rows(shared_dir / "fixtures/ferret/refer_caption/question.jsonl")],
-    )
+    images = ferret_images(shared_dir, tmp_path / "coco")
     out = tmp_path / "run"
     with FakeOpenAI(fault_rate=0.3, api_key=KEY) as srv:
         args = [
@@ -256,11 +250,7 @@ def test_run_api_model_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("judge_env")
 def test_api_failures_are_reported_and_retried_next_run(shared_dir: Path, tmp_path: Path) -> None:
-    images = tmp_path / "coco"
-    make_images(
-        images,
-        [q["image"] for q in rows(shared_dir / "fixtures/ferret/refer_reason/question.jsonl")],
-    )
+    images = ferret_images(shared_dir, tmp_path / "coco", "refer_reason")
     out = tmp_path / "run"
     broken = {"on": True}
     with FakeOpenAI(
