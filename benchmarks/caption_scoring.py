@@ -50,9 +50,7 @@ def corpus(n: int, k: int, seed: int = 0) -> tuple[dict[str, list[str]], dict[st
     return refs, preds
 
 
-def pycocoevalcap_pipeline(
-    refs: dict[str, list[str]], preds: dict[str, str]
-) -> tuple[float, float]:
+def pycocoevalcap_pipeline(refs: dict[str, list[str]], preds: dict[str, str]) -> tuple[float, float]:
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
@@ -90,10 +88,7 @@ def main() -> None:
         f"CIDEr {scores.corpus['cider']:.2f} in {ours:.2f} s ({args.regions / ours:.0f} regions/s)"
     )
     if args.compare:
-        same = (
-            abs(meteor - scores.corpus["meteor"]) < 1e-9
-            and abs(cider - scores.corpus["cider"]) < 1e-9
-        )
+        same = abs(meteor - scores.corpus["meteor"]) < 1e-9 and abs(cider - scores.corpus["cider"]) < 1e-9
         print(
             f"pycocoevalcap: METEOR {meteor:.2f} CIDEr {cider:.2f} in {theirs:.2f} s "
             f"({args.regions / theirs:.0f} regions/s); identical: {same}; "

@@ -40,8 +40,15 @@ def build(path: Path, n_images: int) -> int:
     records = []
     for i in range(n_images):
         anns = [{"segmentation": [[10 + j, 10, 60 + j, 10, 60 + j, 50, 10 + j, 50]]} for j in range(4)]
-        records.append({"file_name": f"{i:012d}.jpg", "height": 480, "width": 640,
-                        "categories": ["dog", "cat", "teddy_bear", "bow_(weapon)"], "annotations": anns})
+        records.append(
+            {
+                "file_name": f"{i:012d}.jpg",
+                "height": 480,
+                "width": 640,
+                "categories": ["dog", "cat", "teddy_bear", "bow_(weapon)"],
+                "annotations": anns,
+            }
+        )
     path.write_text(json.dumps(records))
     return n_images * 4
 
@@ -57,12 +64,16 @@ def main() -> None:
         ann = Path(tmp) / "ann.json"
         n = build(ann, args.samples // 4)
         task = get_task("lvis_cls")
-        results = run_task(task, NullAdapter(), "null", {"annotations": ann, "images": None}, Path(tmp) / "out")
+        results = run_task(
+            task, NullAdapter(), "null", {"annotations": ann, "images": None}, Path(tmp) / "out"
+        )
         assert results is not None and results.n == n
         t = results.provenance.timings
         overhead = t.wall_s - t.score_s
-        print(f"{n} samples: wall {t.wall_s:.2f} s, of which scoring {t.score_s:.2f} s, "
-              f"generation loop {t.generate_s:.2f} s")
+        print(
+            f"{n} samples: wall {t.wall_s:.2f} s, of which scoring {t.score_s:.2f} s, "
+            f"generation loop {t.generate_s:.2f} s"
+        )
         print(f"harness overhead {overhead:.2f} s = {overhead / n * 1000:.3f} ms/sample")
         print(f"overhead_ms_per_sample={overhead / n * 1000:.3f}")
 

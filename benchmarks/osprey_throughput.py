@@ -47,18 +47,14 @@ def shapes_requests(limit: int) -> list[Request]:
     return task.build_requests(samples)
 
 
-def lvis_style_requests(
-    directory: Path, n_images: int, per_image: int, max_new: int
-) -> list[Request]:
+def lvis_style_requests(directory: Path, n_images: int, per_image: int, max_new: int) -> list[Request]:
     """COCO-sized images with ``per_image`` blob-shaped masks each (LVIS objects are blobs)."""
     rng = np.random.default_rng(0)
     out = []
     for i in range(n_images):
         h, w = int(rng.integers(400, 481)), 640
         path = directory / f"lvis_{i:04d}.png"
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
-            path, compress_level=1
-        )
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, compress_level=1)
         yy, xx = np.mgrid[0:h, 0:w]
         for k in range(per_image):
             cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
@@ -136,17 +132,13 @@ def timed(
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpu", action="store_true", help="7B-shaped model in bf16 on CUDA")
     p.add_argument("--path", default=str(bundled_tiny_path()), help="checkpoint (CPU mode)")
     p.add_argument("--regions", type=int, default=0, help="shapes val regions, 0 = all (CPU)")
     p.add_argument("--images", type=int, default=250, help="LVIS-style images (--gpu)")
     p.add_argument("--per-image", type=int, default=4, help="regions per image (--gpu)")
-    p.add_argument(
-        "--max-new-tokens", type=int, default=6, help="(--gpu: random weights never stop)"
-    )
+    p.add_argument("--max-new-tokens", type=int, default=6, help="(--gpu: random weights never stop)")
     p.add_argument("--layers", type=int, default=32, help="decoder layers of the 7B shape (--gpu)")
     p.add_argument(
         "--reference-limit",
@@ -167,9 +159,7 @@ def main() -> int:
             print("--gpu needs a CUDA device", file=sys.stderr)
             return 2
         model, tokenizer = random_7b("cuda", args.layers)
-        requests = lvis_style_requests(
-            Path(tmp.name), args.images, args.per_image, args.max_new_tokens
-        )
+        requests = lvis_style_requests(Path(tmp.name), args.images, args.per_image, args.max_new_tokens)
         reference_requests = requests[: args.reference_limit]
         fast = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, args.batch_size or 64)
         naive = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, 1, mode="naive")
@@ -184,23 +174,16 @@ def main() -> int:
     ref_s, ref_out = timed(naive, reference_requests, 1 if args.gpu else args.repeats)
     same = sum(fast_out[r.id] == ref_out[r.id] for r in reference_requests)
     fast_rate, ref_rate = len(requests) / fast_s, len(reference_requests) / ref_s
-    device = (
-        torch.cuda.get_device_name() if args.gpu else f"CPU ({torch.get_num_threads()} threads)"
-    )
+    device = torch.cuda.get_device_name() if args.gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {device}")
     print(
         f"evalkit fast path: {len(requests)} regions on {len({r.image_path for r in requests})} "
         f"images in {fast_s:.2f}s = {fast_rate:.1f} regions/s"
     )
-    print(
-        f"reference loop:    {len(reference_requests)} regions in {ref_s:.2f}s "
-        f"= {ref_rate:.2f} regions/s"
-    )
+    print(f"reference loop:    {len(reference_requests)} regions in {ref_s:.2f}s = {ref_rate:.2f} regions/s")
     print(f"identical greedy outputs: {same}/{len(reference_requests)}")
     if not args.gpu and same != len(reference_requests):
-        print(
-            "fast path and reference loop disagree (fp32 must be token-identical)", file=sys.stderr
-        )
+        print("fast path and reference loop disagree (fp32 must be token-identical)", file=sys.stderr)
         return 1
     speedup = fast_rate / ref_rate
     if args.results is not None:

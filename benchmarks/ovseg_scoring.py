@@ -142,11 +142,7 @@ def run_reference(
             for q, cls, score in zip(
                 out.det_query.tolist(), out.det_class.tolist(), out.det_score.tolist(), strict=True
             ):
-                mask = (
-                    segmap.index == q
-                    if q < segmap.n_queries
-                    else np.zeros(segmap.index.shape, bool)
-                )
+                mask = segmap.index == q if q < segmap.n_queries else np.zeros(segmap.index.shape, bool)
                 rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
                 results.append(
                     {
@@ -195,12 +191,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "evalkit_ovseg_bench"
-    )
-    parser.add_argument(
-        "--minilm", action="store_true", help="embed with all-MiniLM-L6-v2 (both sides)"
-    )
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "evalkit_ovseg_bench")
+    parser.add_argument("--minilm", action="store_true", help="embed with all-MiniLM-L6-v2 (both sides)")
     args = parser.parse_args()
     paths = dataset(args.workdir, args.images)
     texts = {}

@@ -21,7 +21,53 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WORDS = ["red", "blue", "small", "large", "wooden", "metal", "glass", "paper", "round", "square", "soft", "hard", "old", "new", "car", "bus", "cup", "mug", "dog", "cat", "tree", "lamp", "sofa", "chair", "table", "bottle", "phone", "clock", "book", "shoe", "hat", "bag", "kite", "ball", "plate", "bowl", "fork", "knife", "spoon", "bird", "horse", "sheep", "boat", "train", "plane"]
+WORDS = [
+    "red",
+    "blue",
+    "small",
+    "large",
+    "wooden",
+    "metal",
+    "glass",
+    "paper",
+    "round",
+    "square",
+    "soft",
+    "hard",
+    "old",
+    "new",
+    "car",
+    "bus",
+    "cup",
+    "mug",
+    "dog",
+    "cat",
+    "tree",
+    "lamp",
+    "sofa",
+    "chair",
+    "table",
+    "bottle",
+    "phone",
+    "clock",
+    "book",
+    "shoe",
+    "hat",
+    "bag",
+    "kite",
+    "ball",
+    "plate",
+    "bowl",
+    "fork",
+    "knife",
+    "spoon",
+    "bird",
+    "horse",
+    "sheep",
+    "boat",
+    "train",
+    "plane",
+]
 
 
 def build(folder: Path, n_images: int, n_categories: int, seed: int) -> tuple[Path, Path, int]:
@@ -39,8 +85,15 @@ def build(folder: Path, n_images: int, n_categories: int, seed: int) -> tuple[Pa
             if rng.random() < 0.2:
                 answer = f"The object is: {answer}."
             preds.append({"id": f"{i:012d}#{j}", "text": answer})
-        records.append({"file_name": f"{i:012d}.jpg", "height": 480, "width": 640,
-                        "categories": cats, "annotations": anns})
+        records.append(
+            {
+                "file_name": f"{i:012d}.jpg",
+                "height": 480,
+                "width": 640,
+                "categories": cats,
+                "annotations": anns,
+            }
+        )
     ann, pred = folder / "ann.json", folder / "preds.jsonl"
     ann.write_text(json.dumps(records))
     pred.write_text("".join(json.dumps(p) + "\n" for p in preds))
@@ -67,8 +120,10 @@ def main() -> None:
         t0 = time.perf_counter()
         results = score_file(task, pred, data, folder / "out")
         seconds = time.perf_counter() - t0
-        print(f"evalkit: {n} regions scored in {seconds:.2f} s ({n / seconds:.0f} regions/s), "
-              f"SS {results.metrics['ss']:.2f} S-IoU {results.metrics['s_iou']:.2f}")
+        print(
+            f"evalkit: {n} regions scored in {seconds:.2f} s ({n / seconds:.0f} regions/s), "
+            f"SS {results.metrics['ss']:.2f} S-IoU {results.metrics['s_iou']:.2f}"
+        )
 
         bert = minilm()._model
         rows = [json.loads(line) for line in pred.read_text().splitlines()][: args.reference_subset]

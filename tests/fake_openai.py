@@ -62,9 +62,7 @@ def judge_reply(user_text: str, malformed_rate: float) -> str:
 
 def model_reply(user_text: str) -> str:
     h = int(hashlib.sha256(user_text.encode()).hexdigest(), 16) % 997
-    return (
-        f"The region 1 [0.{h:03d}, 0.100, 0.500, 0.600] holds an object near the table [0.1, 0.2]."
-    )
+    return f"The region 1 [0.{h:03d}, 0.100, 0.500, 0.600] holds an object near the table [0.1, 0.2]."
 
 
 class FakeOpenAI:
@@ -190,9 +188,7 @@ class FakeOpenAI:
             with self.lock:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
         if fault == "429":
-            self._send(
-                h, 429, {"error": {"message": "slow down"}}, {"Retry-After": self.retry_after}
-            )
+            self._send(h, 429, {"error": {"message": "slow down"}}, {"Retry-After": self.retry_after})
             return
         if fault == "500":
             self._send(h, 500, {"error": {"message": "boom"}})

@@ -34,9 +34,7 @@ class ImageOutputs:
     image_id: Any
     panoptic: np.ndarray  # (H, W) int32 predicted segment ids
     segments_info: list[dict[str, Any]]  # contiguous category ids, isthing
-    instances: list[tuple[np.ndarray, float, int]] = field(
-        default_factory=list
-    )  # mask, score, class
+    instances: list[tuple[np.ndarray, float, int]] = field(default_factory=list)  # mask, score, class
     semantic: np.ndarray | None = None  # (H, W) argmax class
 
 
@@ -109,9 +107,7 @@ def dense_inference(
         binary.flatten(1).sum(1) + 1e-6
     )
     final = top_scores * mask_scores
-    instances = [
-        (binary[i].numpy() > 0, float(final[i]), int(top_labels[i])) for i in range(len(final))
-    ]
+    instances = [(binary[i].numpy() > 0, float(final[i]), int(top_labels[i])) for i in range(len(final))]
     return ImageOutputs(None, panoptic.numpy(), segments_info, instances, sem.numpy())
 
 
@@ -135,9 +131,7 @@ def reference_metrics(
         pairs = []
         for out in outputs:
             Image.fromarray(_id2rgb(out.panoptic)).save(pred_dir / f"{out.image_id}.png")
-            infos = [
-                {"id": s["id"], "category_id": ranked[s["category_id"]]} for s in out.segments_info
-            ]
+            infos = [{"id": s["id"], "category_id": ranked[s["category_id"]]} for s in out.segments_info]
             pairs.append(
                 (
                     gt_by_image[out.image_id],

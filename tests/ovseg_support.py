@@ -67,10 +67,7 @@ def make_dataset(
     used = list(range(n_classes - 2))
     city = layout == "cityscapes"
     cat_ids = [7 + 3 * k for k in range(n_classes)] if city else list(range(n_classes))
-    cats = [
-        {"id": cat_ids[k], "name": f"cls{k}", "isthing": int(k < n_things)}
-        for k in range(n_classes)
-    ]
+    cats = [{"id": cat_ids[k], "name": f"cls{k}", "isthing": int(k < n_things)} for k in range(n_classes)]
     images, annotations, inst_anns = [], [], []
     ann_id = 1
     for n in range(n_images):
@@ -117,9 +114,7 @@ def make_dataset(
                 inst_mask = mask.copy()
                 if rng.random() < 0.3:  # instance masks may overlap other segments
                     ys, xs = np.nonzero(mask)
-                    inst_mask[
-                        max(0, ys.min() - 2) : ys.max() + 3, max(0, xs.min() - 2) : xs.max() + 3
-                    ] = True
+                    inst_mask[max(0, ys.min() - 2) : ys.max() + 3, max(0, xs.min() - 2) : xs.max() + 3] = True
                 inst_anns.append(
                     {
                         "id": ann_id,
@@ -143,13 +138,9 @@ def make_dataset(
         else:
             Image.fromarray(sem).save(sem_dir / pan_name)
         images.append({"id": image_id, "file_name": f"{image_id}.jpg", "height": h, "width": w})
-        annotations.append(
-            {"image_id": image_id, "file_name": pan_name, "segments_info": segments_info}
-        )
+        annotations.append({"image_id": image_id, "file_name": pan_name, "segments_info": segments_info})
     pan_json = root / "panoptic.json"
-    pan_json.write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": cats})
-    )
+    pan_json.write_text(json.dumps({"images": images, "annotations": annotations, "categories": cats}))
     inst_json = root / "instances.json"
     inst_json.write_text(
         json.dumps(
@@ -164,9 +155,7 @@ def make_dataset(
     offset = 0 if city else 1
     vocab.write_text(
         ("" if city else "0:invalid_class_id\n")
-        + "\n".join(
-            f"{k + offset}:{','.join(names)}" for k, names in enumerate(class_names(n_classes))
-        )
+        + "\n".join(f"{k + offset}:{','.join(names)}" for k, names in enumerate(class_names(n_classes)))
     )
     return {
         "panoptic_json": pan_json,
@@ -203,9 +192,7 @@ def _bbox(mask: np.ndarray) -> list[int]:
     ]
 
 
-def make_predictions(
-    paths: dict[str, Path], out: Path, seed: int = 0, p_correct: float = 0.6
-) -> Path:
+def make_predictions(paths: dict[str, Path], out: Path, seed: int = 0, p_correct: float = 0.6) -> Path:
     rng = random.Random(seed)
     pan = json.loads(paths["panoptic_json"].read_text())
     n_classes = len(pan["categories"])

@@ -22,10 +22,22 @@ def corpus(tmp_path_factory):
     return {c.name: c for c in build(tmp_path_factory.mktemp("bad_inputs"))}
 
 
-CASES = ["corrupt_jpeg", "missing_image", "image_size_mismatch", "empty_mask", "polygon_two_points",
-         "rle_wrong_size", "region_outside_image", "duplicate_ids", "wrong_json_types",
-         "length_mismatch", "non_utf8", "malformed_json", "predictions_unknown_id",
-         "predictions_missing_id"]
+CASES = [
+    "corrupt_jpeg",
+    "missing_image",
+    "image_size_mismatch",
+    "empty_mask",
+    "polygon_two_points",
+    "rle_wrong_size",
+    "region_outside_image",
+    "duplicate_ids",
+    "wrong_json_types",
+    "length_mismatch",
+    "non_utf8",
+    "malformed_json",
+    "predictions_unknown_id",
+    "predictions_missing_id",
+]
 
 
 def evalkit(args):
@@ -83,21 +95,46 @@ def test_hostile_sample_ids_never_become_paths(tmp_path, capsys):
     ids = ["x#0", "x#1", "passwd#0", "passwd#1", "img2#0", "img2#1"]
     preds.write_text("".join(json.dumps({"id": i, "text": "dog"}) + "\n" for i in ids))
     before = {p for p in tmp_path.rglob("*")}
-    code = main(["score", "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'ann.json'}",
-                 "--predictions", str(preds), "--output", str(out)])
+    code = main(
+        [
+            "score",
+            "--task",
+            "lvis_cls",
+            "--data",
+            f"annotations={tmp_path / 'ann.json'}",
+            "--predictions",
+            str(preds),
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err[-2000:]
     created = {p for p in tmp_path.rglob("*")} - before
     assert created and all(out in p.parents or p == out or p in out.parents for p in created)
     assert {p.name for p in out.iterdir()} == {"results.json", "samples.jsonl"}
     # A hostile id from a COCO-style file (image ids are free-form there) stays a string.
-    raw = {"images": [{"id": "../../evil", "height": 40, "width": 50, "file_name": "e.jpg"}],
-           "annotations": [{"id": 1, "image_id": "../../evil", "category_id": 1,
-                            "segmentation": [[10, 10, 30, 10, 30, 30]]}],
-           "categories": [{"id": 1, "name": "dog"}]}
+    raw = {
+        "images": [{"id": "../../evil", "height": 40, "width": 50, "file_name": "e.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": "../../evil", "category_id": 1, "segmentation": [[10, 10, 30, 10, 30, 30]]}
+        ],
+        "categories": [{"id": 1, "name": "dog"}],
+    }
     (tmp_path / "raw.json").write_text(json.dumps(raw))
     (tmp_path / "q.jsonl").write_text(json.dumps({"id": "../../evil/1", "text": "dog"}) + "\n")
-    code = main(["score", "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'raw.json'}",
-                 "--predictions", str(tmp_path / "q.jsonl"), "--output", str(out / "coco")])
+    code = main(
+        [
+            "score",
+            "--task",
+            "lvis_cls",
+            "--data",
+            f"annotations={tmp_path / 'raw.json'}",
+            "--predictions",
+            str(tmp_path / "q.jsonl"),
+            "--output",
+            str(out / "coco"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err[-2000:]
     assert not (tmp_path.parent / "evil").exists() and not (out.parent / "evil").exists()
     assert json.loads((out / "coco" / "samples.jsonl").read_text())["id"] == "../../evil/1"

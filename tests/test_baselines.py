@@ -115,11 +115,7 @@ def test_spot_values(
 
 
 def test_sphinx_v_box_and_point_rows_differ(baselines: Baselines) -> None:
-    lvis = {
-        e.input: e.metrics
-        for e in baselines.entries
-        if e.model == "SPHINX-V" and e.task == "lvis_cls"
-    }
+    lvis = {e.input: e.metrics for e in baselines.entries if e.model == "SPHINX-V" and e.task == "lvis_cls"}
     assert lvis == {"point": {"ss": 83.16, "s_iou": 58.64}, "box": {"ss": 87.06, "s_iou": 62.90}}
 
 
@@ -163,9 +159,7 @@ def test_every_entry_is_in_its_paper(baselines: Baselines, seeds: Path) -> None:
     for e in baselines.entries:
         lines = texts[e.paper]
         values = list(e.metrics.values())
-        if not (
-            _row_holds(lines, e.as_written, values) or _column_holds(lines, e.as_written, values)
-        ):
+        if not (_row_holds(lines, e.as_written, values) or _column_holds(lines, e.as_written, values)):
             missing.append(f"{e.paper} T{e.table} {e.as_written} {e.task} {values}")
     assert missing == []
 

@@ -73,10 +73,7 @@ def test_parity_with_pycocoevalcap_including_edge_cases(monkeypatch: pytest.Monk
     # one for METEOR, whatever the number of captions.
     java = [" ".join(cmd) for cmd in launched if Path(cmd[0]).name == "java"]
     assert len(java) == 2
-    assert (
-        sum("PTBTokenizer" in c for c in java) == 1
-        and sum("meteor-1.5.jar" in c for c in java) == 1
-    )
+    assert sum("PTBTokenizer" in c for c in java) == 1 and sum("meteor-1.5.jar" in c for c in java) == 1
     ref = pycocoevalcap_scores(refs, preds)
     for name, value in ref["corpus"].items():
         assert ours.corpus[name] == pytest.approx(value, abs=1e-9), name
@@ -123,9 +120,7 @@ def test_java_line_breaks_do_not_shift_captions() -> None:
     assert scores.line_breaks_replaced == 1
 
 
-def test_tokenizer_works_with_a_read_only_jar_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tokenizer_works_with_a_read_only_jar_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = tmp_path / "site-packages" / "tokenizer"
     site.mkdir(parents=True)
     jar = site / ptb_jar().name
@@ -143,11 +138,7 @@ def test_tokenizer_works_with_a_read_only_jar_folder(
         return real_os_open(path, flags, *args, **kw)
 
     def guarded_open(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
-        if (
-            isinstance(file, (str, bytes, os.PathLike))
-            and inside(file)
-            and any(c in mode for c in "wax+")
-        ):
+        if isinstance(file, (str, bytes, os.PathLike)) and inside(file) and any(c in mode for c in "wax+"):
             raise PermissionError(30, "Read-only file system", os.fsdecode(file))
         return real_open(file, mode, *args, **kw)
 

@@ -11,8 +11,9 @@ from tests.helpers import LVIS_NAMES, run_replay, write_images, write_osprey_sub
 
 
 def evalkit(*args, check=False):
-    return subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True,
-                          text=True, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, check=check
+    )
 
 
 def test_tasks_and_models_list_builtins(capsys):
@@ -43,8 +44,17 @@ def lvis(tmp_path):
 
 
 def score(tmp_path, preds):
-    return evalkit("score", "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'a.json'}",
-                   "--predictions", str(preds), "--output", str(tmp_path / "out"))
+    return evalkit(
+        "score",
+        "--task",
+        "lvis_cls",
+        "--data",
+        f"annotations={tmp_path / 'a.json'}",
+        "--predictions",
+        str(preds),
+        "--output",
+        str(tmp_path / "out"),
+    )
 
 
 def test_unknown_id_in_predictions_names_file_and_line(lvis):
@@ -77,11 +87,34 @@ def test_config_errors(tmp_path):
 
 def test_run_with_replay_then_score_agree(lvis):
     tmp_path, ids = lvis
-    write_predictions(tmp_path / "p.jsonl", [(i, "dog" if k % 2 else "teddy bear") for k, i in enumerate(ids)])
-    a = run_replay("lvis_cls", tmp_path / "p.jsonl", tmp_path / "run",
-                   "--data", f"annotations={tmp_path / 'a.json'}", "--data", f"images={tmp_path}")
-    assert main(["score", "--task", "lvis_cls", "--data", f"annotations={tmp_path / 'a.json'}",
-                 "--predictions", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / "out")]) == 0
+    write_predictions(
+        tmp_path / "p.jsonl", [(i, "dog" if k % 2 else "teddy bear") for k, i in enumerate(ids)]
+    )
+    a = run_replay(
+        "lvis_cls",
+        tmp_path / "p.jsonl",
+        tmp_path / "run",
+        "--data",
+        f"annotations={tmp_path / 'a.json'}",
+        "--data",
+        f"images={tmp_path}",
+    )
+    assert (
+        main(
+            [
+                "score",
+                "--task",
+                "lvis_cls",
+                "--data",
+                f"annotations={tmp_path / 'a.json'}",
+                "--predictions",
+                str(tmp_path / "p.jsonl"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     b = json.loads((tmp_path / "out" / "results.json").read_text())
     assert a["metrics"] == b["metrics"]
     prov = a["provenance"]

@@ -22,8 +22,19 @@ def evalkit_cmd(*args: str) -> list[str]:
 
 
 def run_args(out: Path, log: Path, delay: float, limit: int = 60) -> list[str]:
-    return ["run", "--model", "slowfake", "--model-args", f"delay={delay},log={log}",
-            "--task", "shapes_cls", "--limit", str(limit), "--output", str(out)]
+    return [
+        "run",
+        "--model",
+        "slowfake",
+        "--model-args",
+        f"delay={delay},log={log}",
+        "--task",
+        "shapes_cls",
+        "--limit",
+        str(limit),
+        "--output",
+        str(out),
+    ]
 
 
 def store_rows(out: Path) -> list[tuple[str, str]]:
@@ -45,12 +56,22 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Uninterrupted run.
     clean = tmp_path / "clean"
-    subprocess.run(evalkit_cmd(*run_args(clean, tmp_path / "clean.log", 0.0)),
-                   cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        evalkit_cmd(*run_args(clean, tmp_path / "clean.log", 0.0)),
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     # Interrupted run: kill once at least 15 rows are committed.
     out, log = tmp_path / "killed", tmp_path / "killed.log"
-    proc = subprocess.Popen(evalkit_cmd(*run_args(out, log, 0.05)), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        evalkit_cmd(*run_args(out, log, 0.05)),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if (out / "store.sqlite").exists():
@@ -67,9 +88,8 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path):
     assert not (out / "results.json").exists()
     computed_first = log.read_text().split()
 
-    subprocess.run(evalkit_cmd(*run_args(out, log, 0.0)), cwd=REPO, env=env, check=True,
-                   capture_output=True)
-    computed_second = log.read_text().split()[len(computed_first):]
+    subprocess.run(evalkit_cmd(*run_args(out, log, 0.0)), cwd=REPO, env=env, check=True, capture_output=True)
+    computed_second = log.read_text().split()[len(computed_first) :]
     assert not finished_before & set(computed_second), "finished requests were recomputed"
     assert len(computed_second) == 60 - len(finished_before)
     assert_same_as_clean(out, clean, 60)
@@ -78,14 +98,21 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path):
 def test_rerun_recomputes_nothing_and_new_settings_recompute(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out, log = tmp_path / "run", tmp_path / "log"
-    subprocess.run(evalkit_cmd(*run_args(out, log, 0.0, limit=10)), cwd=REPO, env=env, check=True,
-                   capture_output=True)
-    subprocess.run(evalkit_cmd(*run_args(out, log, 0.0, limit=10)), cwd=REPO, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        evalkit_cmd(*run_args(out, log, 0.0, limit=10)), cwd=REPO, env=env, check=True, capture_output=True
+    )
+    subprocess.run(
+        evalkit_cmd(*run_args(out, log, 0.0, limit=10)), cwd=REPO, env=env, check=True, capture_output=True
+    )
     assert len(log.read_text().split()) == 10
     # Different generation settings are different requests: computed anew, old rows kept.
-    subprocess.run(evalkit_cmd(*run_args(out, log, 0.0, limit=10), "--gen", "max_new_tokens=5"),
-                   cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        evalkit_cmd(*run_args(out, log, 0.0, limit=10), "--gen", "max_new_tokens=5"),
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     assert len(log.read_text().split()) == 20
     assert len(store_rows(out)) == 20
     pred = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
@@ -111,20 +138,31 @@ def test_sigkill_at_twenty_random_moments(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     clean = tmp_path / "clean"
-    subprocess.run(evalkit_cmd(*run_args(clean, tmp_path / "clean.log", 0.0, limit=80)),
-                   cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        evalkit_cmd(*run_args(clean, tmp_path / "clean.log", 0.0, limit=80)),
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     out, log = tmp_path / "killed", tmp_path / "killed.log"
     rng = random.Random(20)
     for _ in range(20):
-        proc = subprocess.Popen(evalkit_cmd(*run_args(out, log, 0.02, limit=80)), cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            evalkit_cmd(*run_args(out, log, 0.02, limit=80)),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             proc.wait(timeout=rng.uniform(0.3, 2.5))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-    subprocess.run(evalkit_cmd(*run_args(out, log, 0.0, limit=80)), cwd=REPO, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        evalkit_cmd(*run_args(out, log, 0.0, limit=80)), cwd=REPO, env=env, check=True, capture_output=True
+    )
     assert_same_as_clean(out, clean, 80)
     assert len(set(log.read_text().split())) == 80
 
@@ -135,8 +173,22 @@ def test_sigkill_the_tiny_model_twenty_times(tmp_path):
     import random
 
     def tiny(out):
-        return [sys.executable, "-m", "evalkit", "run", "--model", "osprey-tiny", "--model-args",
-                "batch_size=1", "--task", "shapes_cls", "--limit", "160", "--output", str(out)]
+        return [
+            sys.executable,
+            "-m",
+            "evalkit",
+            "run",
+            "--model",
+            "osprey-tiny",
+            "--model-args",
+            "batch_size=1",
+            "--task",
+            "shapes_cls",
+            "--limit",
+            "160",
+            "--output",
+            str(out),
+        ]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     clean, out = tmp_path / "clean", tmp_path / "killed"

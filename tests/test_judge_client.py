@@ -100,9 +100,7 @@ def test_faulty_server_every_call_ends_once_and_cache_stops_requests(
 ) -> None:
     monkeypatch.setenv("EVALKIT_TEST_KEY", KEY)
     doomed = {"question 7", "question 23"}
-    with FakeOpenAI(
-        fault_rate=0.3, api_key=KEY, always_fail=lambda t: any(d in t for d in doomed)
-    ) as srv:
+    with FakeOpenAI(fault_rate=0.3, api_key=KEY, always_fail=lambda t: any(d in t for d in doomed)) as srv:
         client = ChatClient(settings(srv.url, tmp_path / "cache.sqlite", max_attempts=6))
         calls = [judge_call(i) for i in range(60)]
         first = list(client.run(calls))
@@ -157,8 +155,6 @@ def test_api_adapter_refuses_a_key_argument_and_rewrites_prompts() -> None:
     assert rewrite_prompt("<image>.\nWhat is <region> next to <region>?", 2) == (
         "What is region 1 next to region 2?"
     )
-    assert (
-        rewrite_prompt("<image>\nDescribe the marked regions.", 3) == "Describe the marked regions."
-    )
+    assert rewrite_prompt("<image>\nDescribe the marked regions.", 3) == "Describe the marked regions."
     with pytest.raises(ConfigError, match="2 <region> placeholders for 1"):
         rewrite_prompt("<region> and <region>", 1)

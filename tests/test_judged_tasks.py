@@ -51,8 +51,7 @@ def test_readers_on_the_released_files(shared_dir: Path, tmp_path: Path) -> None
     box = get_task("ferret_refer_desc")
     overrides = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in ferret_data(shared_dir)[1::2]}
     box_samples = {
-        s.id: s
-        for s in box.load_samples(box.resolve_data({**overrides, "images": str(images)})).samples
+        s.id: s for s in box.load_samples(box.resolve_data({**overrides, "images": str(images)})).samples
     }
     assert len(box_samples) == 40
     two = box_samples["21"]
@@ -75,14 +74,10 @@ def test_readers_on_the_released_files(shared_dir: Path, tmp_path: Path) -> None
 @pytest.mark.usefixtures("judge_env")
 def test_ferret_score_with_faulty_judge(shared_dir: Path, tmp_path: Path) -> None:
     preds = tmp_path / "preds.jsonl"
-    ids = [
-        str(q["question_id"])
-        for q in rows(shared_dir / "fixtures/ferret/refer_caption/question.jsonl")
-    ]
+    ids = [str(q["question_id"]) for q in rows(shared_dir / "fixtures/ferret/refer_caption/question.jsonl")]
     preds.write_text(
         "".join(
-            json.dumps({"id": i, "text": f"Answer {i} [0.1, 0.2, 0.3, 0.4] about the object.</s>"})
-            + "\n"
+            json.dumps({"id": i, "text": f"Answer {i} [0.1, 0.2, 0.3, 0.4] about the object.</s>"}) + "\n"
             for i in ids
         )
     )
@@ -116,24 +111,16 @@ def test_ferret_score_with_faulty_judge(shared_dir: Path, tmp_path: Path) -> Non
     samples = rows(out / "samples.jsonl")
     assert sorted(r["id"] for r in samples) == sorted(ids)  # each item once
     status = {r["id"]: r["status"] for r in samples}
-    assert status["5"] == "judge_failed" and {r["review"] for r in samples if r["id"] == "5"} == {
-        None
-    }
+    assert status["5"] == "judge_failed" and {r["review"] for r in samples if r["id"] == "5"} == {None}
     assert set(status.values()) == {"scored", "unparsable", "judge_failed"}
     n_bad = sum(s != "scored" for s in status.values())
     assert results["counts"]["judge_failures"] == n_bad == results["n_failed"]
-    assert (
-        results["counts"]["judge_unparsable"]
-        == sum(s == "unparsable" for s in status.values())
-        >= 3
-    )
+    assert results["counts"]["judge_unparsable"] == sum(s == "unparsable" for s in status.values()) >= 3
     reviews = [r["review"] for r in samples]
     assert results["metrics"]["relative_score"] == released_summary(reviews, 1, minus_one=False)
     ref_results = json.loads((out_ref / "results.json").read_text())
     ref_reviews = [r["review"] for r in rows(out_ref / "samples.jsonl")]
-    assert ref_results["metrics"]["relative_score"] == released_summary(
-        ref_reviews, 1, minus_one=True
-    )
+    assert ref_results["metrics"]["relative_score"] == released_summary(ref_reviews, 1, minus_one=True)
     assert ref_results["provenance"]["protocol_variant"] == "reference"
     assert any("-1" in d for d in results["provenance"]["deviations"])
     again = json.loads((tmp_path / "again" / "results.json").read_text())
@@ -141,10 +128,7 @@ def test_ferret_score_with_faulty_judge(shared_dir: Path, tmp_path: Path) -> Non
     # what the judge saw: Ferret's question with its box, the answer without boxes
     judged = next(c for c in contents if "[Assistant 2]\nAnswer 0 about the object." in c)
     assert judged.startswith(f"{JUDGE_SYSTEM}\n[Context]\nObjects:")
-    assert (
-        "[Question]\nWhat is the interaction between the object [0.621, 0.082, 0.772, 0.132]"
-        in judged
-    )
+    assert "[Question]\nWhat is the interaction between the object [0.621, 0.082, 0.772, 0.132]" in judged
     assert any(c.startswith(f"{JUDGE_SYSTEM}\n[Context]\\Objects:") for c in contents)  # reference
     assert results["judge"]["model"] == "fake-judge" and '"api_key":' not in json.dumps(results)
     assert_no_key(tmp_path, cache_dir())
@@ -165,10 +149,7 @@ def test_osprey_description_colon_rule_and_rounding(shared_dir: Path, tmp_path: 
     ]
     preds = tmp_path / "p.jsonl"
     preds.write_text(
-        "".join(
-            json.dumps({"id": str(i), "text": f"Region: a chair {i}: wooden"}) + "\n"
-            for i in range(80)
-        )
+        "".join(json.dumps({"id": str(i), "text": f"Region: a chair {i}: wooden"}) + "\n" for i in range(80))
     )
     with FakeOpenAI(fault_rate=0.0, api_key=KEY) as srv:
         assert (
@@ -189,9 +170,7 @@ def test_osprey_description_colon_rule_and_rounding(shared_dir: Path, tmp_path: 
             == 0
         )
         content = text_of(judge_bodies(srv)[0]["messages"])
-        assert (
-            judge_bodies(srv)[0]["model"] == "gpt-4" and judge_bodies(srv)[0]["temperature"] == 0.2
-        )
+        assert judge_bodies(srv)[0]["model"] == "gpt-4" and judge_bodies(srv)[0]["temperature"] == 0.2
     assert "[Assistant 2]\n a chair " in content  # split(':')[1], as Osprey's script
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     reviews = [r["review"] for r in rows(tmp_path / "o" / "samples.jsonl")]
@@ -241,9 +220,7 @@ def test_run_api_model_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
     samples = rows(out / "samples.jsonl")
     assert all(" [" not in r["judged_answer"] for r in samples)
     results = json.loads((out / "results.json").read_text())
-    assert results["metrics"]["relative_score"] == released_summary(
-        [r["review"] for r in samples], 1, False
-    )
+    assert results["metrics"]["relative_score"] == released_summary([r["review"] for r in samples], 1, False)
     assert results["provenance"]["adapter"]["model"] == "fake-vlm"
     assert_no_key(tmp_path, cache_dir())
 
@@ -283,7 +260,5 @@ def test_api_failures_are_reported_and_retried_next_run(shared_dir: Path, tmp_pa
             b for b in srv.bodies[answered:] if b["messages"][0].get("content") != JUDGE_SYSTEM
         ]
         assert 0 < len(new_model_calls) < 40  # only the failed ones were asked again
-        assert all(
-            "purpose of the object region 1?" in text_of(b["messages"]) for b in new_model_calls
-        )
+        assert all("purpose of the object region 1?" in text_of(b["messages"]) for b in new_model_calls)
     assert json.loads((out / "results.json").read_text())["n"] == 40

@@ -142,9 +142,7 @@ def test_variant_runs_get_their_own_row_and_duplicates_are_refused(tmp_path: Pat
     write_run(tmp_path / "a", "lvis_cls", "m", {"ss": 1.0, "s_iou": 2.0})
     write_run(tmp_path / "b", "lvis_cls", "m", {"ss": 3.0, "s_iou": 4.0}, variant="reference")
     md = render_markdown(build_tables(load_runs([tmp_path]), load_baselines(None), False))
-    labels = [
-        _cells(r)[0].split(" [^")[0] for r in _board(md, "Referring object classification")[2:]
-    ]
+    labels = [_cells(r)[0].split(" [^")[0] for r in _board(md, "Referring object classification")[2:]]
     assert labels == ["m", "m (reference)"]
     write_run(tmp_path / "c", "lvis_cls", "m", {"ss": 5.0, "s_iou": 6.0})
     assert main(["leaderboard", str(tmp_path), "--no-baselines"]) == 2

@@ -75,9 +75,7 @@ def test_mdvp_reader_phases_and_tokens(shared_dir: Path, tmp_path: Path) -> None
     s = next(x for x in samples if x.id == "android_QA_box/2")
     assert s.meta["domain"] == "screenshot" and s.target == "A reference answer 1."
     assert [r.box for r in s.regions] == [(11.0, 12.0, 51.0, 42.0), (60.0, 40.0, 90.5, 60.0)]
-    tokens = {
-        r.id.split("/")[0]: r.generation["max_new_tokens"] for r in task.build_requests(samples)
-    }
+    tokens = {r.id.split("/")[0]: r.generation["max_new_tokens"] for r in task.build_requests(samples)}
     assert tokens == {
         "natural_QA_box": 256,
         "android_QA_box": 256,
@@ -123,9 +121,7 @@ def test_mdvp_score_sees_marks_and_groups(shared_dir: Path, tmp_path: Path, kind
     assert len(bodies) == 12
     body = next(b for b in bodies if "Model says android_QA" in text_of(b["messages"]))
     assert (
-        body["model"] == "gpt-4-vision-preview"
-        and body["temperature"] == 0.7
-        and body["max_tokens"] == 2048
+        body["model"] == "gpt-4-vision-preview" and body["temperature"] == 0.7 and body["max_tokens"] == 2048
     )
     content = text_of(body["messages"])
     assert (
@@ -137,9 +133,7 @@ def test_mdvp_score_sees_marks_and_groups(shared_dir: Path, tmp_path: Path, kind
     assert image["detail"] == "high"
     png = base64.b64decode(image["url"].split(",", 1)[1])
     arr = np.asarray(Image.open(io.BytesIO(png)))
-    assert (
-        arr.shape == (90, 120, 3) and ((arr == (0, 255, 0)).all(axis=2)).sum() > 20
-    )  # green marks
+    assert arr.shape == (90, 120, 3) and ((arr == (0, 255, 0)).all(axis=2)).sum() > 20  # green marks
     results = json.loads((out / "results.json").read_text())
     samples = rows(out / "samples.jsonl")
     assert sorted(r["id"] for r in samples) == sorted(ids)

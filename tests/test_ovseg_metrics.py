@@ -86,10 +86,7 @@ def test_panoptic_quality_equals_panopticapi(tmp_path: Path, seed: int) -> None:
         pred_area = dict(zip(*np.unique(pred_map, return_counts=True), strict=True))
         images.append(
             PanopticImage(
-                [
-                    Segment(s["id"], s["category_id"], s["area"], bool(s["iscrowd"]))
-                    for s in gt_segs
-                ],
+                [Segment(s["id"], s["category_id"], s["area"], bool(s["iscrowd"])) for s in gt_segs],
                 [Segment(s["id"], s["category_id"], int(pred_area[s["id"]])) for s in pred_segs],
                 intersections_from_maps(gt_map, pred_map),
             )

@@ -54,17 +54,12 @@ def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> di
     sem_paths = {a["image_id"]: paths["semantic_root"] / a["file_name"] for a in pan["annotations"]}
     if "gtFine" in pan["annotations"][0]["file_name"]:  # Cityscapes layout
         sem_paths = {
-            i: paths["semantic_root"] / i.split("_")[0] / f"{i}_gtFine_labelTrainIds.png"
-            for i in sem_paths
+            i: paths["semantic_root"] / i.split("_")[0] / f"{i}_gtFine_labelTrainIds.png" for i in sem_paths
         }
-    return reference_metrics(
-        outputs, paths["panoptic_json"], paths["panoptic_root"], sem_paths, instances_gt
-    )
+    return reference_metrics(outputs, paths["panoptic_json"], paths["panoptic_root"], sem_paths, instances_gt)
 
 
-def evalkit_score(
-    task: str, paths: dict[str, Path], preds: Path, out: Path, keys: list[str]
-) -> dict:
+def evalkit_score(task: str, paths: dict[str, Path], preds: Path, out: Path, keys: list[str]) -> dict:
     args = ["score", "--task", task, "--predictions", str(preds), "--output", str(out)]
     for key in keys:
         args += ["--data", f"{key}={paths[key]}"]
@@ -105,9 +100,7 @@ def test_ade20k_ovseg_matches_reference_tools(
 
 
 @pytest.mark.parametrize("seed", [5, 6])
-def test_cityscapes_ovseg_matches_reference_tools(
-    tmp_path: Path, fake_minilm: None, seed: int
-) -> None:
+def test_cityscapes_ovseg_matches_reference_tools(tmp_path: Path, fake_minilm: None, seed: int) -> None:
     """Cityscapes layout: label ids ranked into trainIds, city folders, AP on instances
     derived from the panoptic thing segments (crowds as iscrowd)."""
     paths = make_dataset(
@@ -116,9 +109,7 @@ def test_cityscapes_ovseg_matches_reference_tools(
     preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=seed, p_correct=0.7)
     keys = [k for k in ADE_KEYS if k != "instances_json"]
     ours = evalkit_score("cityscapes_ovseg", paths, preds, tmp_path / "out", keys)
-    ref = reference_for(
-        paths, preds, derived_instances(paths["panoptic_json"], paths["panoptic_root"])
-    )
+    ref = reference_for(paths, preds, derived_instances(paths["panoptic_json"], paths["panoptic_root"]))
     for name, value in ref.items():
         assert ours["metrics"][name] == pytest.approx(value, abs=1e-6), name
 

@@ -62,10 +62,7 @@ def fake_answers(questions: list[dict[str, Any]], seed: int) -> list[str]:
     out = []
     for q in questions:
         obj = (
-            q["text"]
-            .removeprefix("Is there a ")
-            .removeprefix("Is there an ")
-            .removesuffix(" in the image?")
+            q["text"].removeprefix("Is there a ").removeprefix("Is there an ").removesuffix(" in the image?")
         )
         if rng.random() < 0.7:  # mostly right, in varied words
             style = ANSWER_STYLES[0] if q["label"] == "yes" else rng.choice(ANSWER_STYLES[1:3])
@@ -112,16 +109,12 @@ def test_fixture_hashes_are_the_current_official_revisions(shared_dir: Path) -> 
         task = get_task(f"pope_{split}")
         read = task.load_samples({"questions": path, "images": None})
         assert len(read.samples) == 3000
-        assert read.notes == [
-            f"{path.name}: sha256 {digest[:12]}…, POPE COCO {KNOWN_REVISIONS[digest]}"
-        ]
+        assert read.notes == [f"{path.name}: sha256 {digest[:12]}…, POPE COCO {KNOWN_REVISIONS[digest]}"]
         labels = [s.target for s in read.samples]
         assert labels.count("yes") == labels.count("no") == 1500
 
 
-def test_score_pope_adversarial_equals_official_in_any_line_order(
-    shared_dir: Path, tmp_path: Path
-) -> None:
+def test_score_pope_adversarial_equals_official_in_any_line_order(shared_dir: Path, tmp_path: Path) -> None:
     path = shared_dir / "fixtures" / "pope" / "coco_pope_adversarial.json"
     questions = rows(path)
     answers = fake_answers(questions, seed=0)
@@ -129,8 +122,7 @@ def test_score_pope_adversarial_equals_official_in_any_line_order(
     expected = official_evaluate([a.lower() for a in answers], [q["label"] for q in questions])
 
     lines = [
-        json.dumps({"id": str(q["question_id"]), "text": a})
-        for q, a in zip(questions, answers, strict=True)
+        json.dumps({"id": str(q["question_id"]), "text": a}) for q, a in zip(questions, answers, strict=True)
     ]
     random.Random(1).shuffle(lines)
     predictions = tmp_path / "answers.jsonl"
@@ -156,9 +148,7 @@ def test_score_pope_adversarial_equals_official_in_any_line_order(
     assert results["metrics"] == pytest.approx(expected, abs=1e-9)
     assert results["n"] == 3000
     assert sum(results["counts"][k] for k in ("tp", "fp", "tn", "fn")) == 3000
-    assert (
-        60 < results["metrics"]["accuracy"] < 95
-    )  # the fake answers are neither trivial nor perfect
+    assert 60 < results["metrics"]["accuracy"] < 95  # the fake answers are neither trivial nor perfect
     assert any("question_id" in d for d in results["provenance"]["deviations"])
     assert "current official revision" in results["provenance"]["notes"][0]
 
@@ -201,14 +191,11 @@ def test_llava_variant_prompt_and_case(tmp_path: Path) -> None:
     (request,) = task.build_requests(read.samples)
     assert request.id == "7"
     assert request.prompt == (
-        "<image>\nIs there a {dog} in the image?\n"
-        "Answer the question using a single word or phrase."
+        "<image>\nIs there a {dog} in the image?\nAnswer the question using a single word or phrase."
     )
     assert task.score(read.samples, {"7": "NO"}, {}).metrics["accuracy"] == 0.0  # case kept
     osprey = get_task("pope_random")
-    assert (
-        osprey.build_requests(read.samples)[0].prompt == "<image>\nIs there a {dog} in the image?"
-    )
+    assert osprey.build_requests(read.samples)[0].prompt == "<image>\nIs there a {dog} in the image?"
     assert osprey.score(read.samples, {"7": "NO</s>"}, {}).metrics["accuracy"] == 100.0
 
 
@@ -229,9 +216,7 @@ def test_bad_question_file(tmp_path: Path) -> None:
     from evalkit.errors import DataError
 
     path = tmp_path / "q.json"
-    path.write_text(
-        '{"question_id": 1, "image": "a.jpg", "text": "Is there a cat?", "label": "maybe"}\n'
-    )
+    path.write_text('{"question_id": 1, "image": "a.jpg", "text": "Is there a cat?", "label": "maybe"}\n')
     with pytest.raises(DataError, match=r"q\.json, record line 1: label must be 'yes' or 'no'"):
         get_task("pope_random").load_samples({"questions": path, "images": None})
     path.write_text('{"question_id": 1, "image": "a.jpg", "text": "x", "label": "no"}\n' * 2)

@@ -261,9 +261,7 @@ def test_refer_toolkit_layout(tmp_path: Path) -> None:
     instances_path = tmp_path / "instances.json"
     instances_path.write_text(json.dumps(instances))
     task = get_task("refcocog_cap_refer")
-    data = task.resolve_data(
-        {"refs": str(refs_path), "instances": str(instances_path)}, command="score"
-    )
+    data = task.resolve_data({"refs": str(refs_path), "instances": str(instances_path)}, command="score")
     read = task.load_samples(data)
     assert [s.id for s in read.samples] == ["11", "13"]  # split val only
     assert read.samples[0].target == ["a man in red", "the left man"]

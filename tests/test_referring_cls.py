@@ -97,9 +97,19 @@ def test_score_cli_equals_reference_script(tmp_path, capsys, task, names):
             outputs.append("It is: " + cat.split(":")[-1].replace("_", " "))
     write_predictions(tmp_path / "preds.jsonl", list(zip(ids, outputs, strict=True)))
     code = main(
-        ["score", "--task", task,
-         "--data", f"annotations={tmp_path / 'ann.json'}", "--data", f"images={tmp_path}",
-         "--predictions", str(tmp_path / "preds.jsonl"), "--output", str(tmp_path / "out")]
+        [
+            "score",
+            "--task",
+            task,
+            "--data",
+            f"annotations={tmp_path / 'ann.json'}",
+            "--data",
+            f"images={tmp_path}",
+            "--predictions",
+            str(tmp_path / "preds.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+        ]
     )
     assert code == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "results.json").read_text())

@@ -133,9 +133,7 @@ def _questions(bench: _Bench) -> Iterator[_Question]:
         yield _Question(qid, where, image, text, rec)
 
 
-def _sample(
-    bench: _Bench, q: _Question, regions: list[Region], prompt_question: str, **meta: Any
-) -> Sample:
+def _sample(bench: _Bench, q: _Question, regions: list[Region], prompt_question: str, **meta: Any) -> Sample:
     return Sample(
         id=str(q.qid),
         image=q.image,
@@ -199,9 +197,7 @@ def read_ferret_bench(data: Mapping[str, Path | None], options: Mapping[str, Any
             if size is not None:
                 w, h = size
                 regions = [segmentation_region(osprey_path, o_rec.get("annotation"), h, w, o_where)]
-        samples.append(
-            _sample(bench, q, regions, prompt_question, boxes_normalized=[list(b) for b in boxes])
-        )
+        samples.append(_sample(bench, q, regions, prompt_question, boxes_normalized=[list(b) for b in boxes]))
     files = bench.files() + ([osprey_path] if osprey_path is not None else [])
     notes = [f"{bench.questions.name}: {len(samples)} questions, regions from {mode}"]
     if sized is None:

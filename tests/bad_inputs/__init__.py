@@ -31,12 +31,18 @@ def _good_records() -> list[dict]:
         h, w = 40, 50
         mask = np.zeros((h, w), np.uint8)
         mask[5:15, 5:20] = 1
-        records.append({
-            "file_name": f"img{i}.jpg", "height": h, "width": w,
-            "categories": ["dog", "teddy_bear"],
-            "annotations": [{"segmentation": [[10, 10, 30, 10, 30, 30, 10, 30]]},
-                            {"segmentation": Region.from_mask(mask).rle}],
-        })
+        records.append(
+            {
+                "file_name": f"img{i}.jpg",
+                "height": h,
+                "width": w,
+                "categories": ["dog", "teddy_bear"],
+                "annotations": [
+                    {"segmentation": [[10, 10, 30, 10, 30, 30, 10, 30]]},
+                    {"segmentation": Region.from_mask(mask).rle},
+                ],
+            }
+        )
     return records
 
 
@@ -55,9 +61,21 @@ def build(root: Path) -> list[Case]:
         return folder
 
     def run_args(folder: Path, model_args: str = "") -> list[str]:
-        return ["run", "--model", "slowfake", "--model-args", model_args or "delay=0", "--task", "lvis_cls",
-                "--data", f"annotations={folder / 'ann.json'}", "--data", f"images={folder / 'images'}",
-                "--output", str(folder / "out")]
+        return [
+            "run",
+            "--model",
+            "slowfake",
+            "--model-args",
+            model_args or "delay=0",
+            "--task",
+            "lvis_cls",
+            "--data",
+            f"annotations={folder / 'ann.json'}",
+            "--data",
+            f"images={folder / 'images'}",
+            "--output",
+            str(folder / "out"),
+        ]
 
     good = _good_records()
 
@@ -70,50 +88,92 @@ def build(root: Path) -> list[Case]:
     data = (folder / "images" / "img1.jpg").read_bytes()
     # Header intact (the pre-flight check passes), scan data cut: fails only when decoded.
     (folder / "images" / "img1.jpg").write_bytes(data[: len(data) // 2])
-    cases.append(Case("corrupt_jpeg", run_args(folder, "decode=1"), ["img1.jpg", "record img1#0", "cannot decode image"]))
+    cases.append(
+        Case(
+            "corrupt_jpeg", run_args(folder, "decode=1"), ["img1.jpg", "record img1#0", "cannot decode image"]
+        )
+    )
 
     folder = dataset("missing_image", good)
     (folder / "images" / "img2.jpg").unlink()
-    cases.append(Case("missing_image", run_args(folder), ["images/img2.jpg", "record img2#0", "image file not found"]))
+    cases.append(
+        Case("missing_image", run_args(folder), ["images/img2.jpg", "record img2#0", "image file not found"])
+    )
 
     folder = dataset("image_size_mismatch", good)
     Image.new("RGB", (64, 64)).save(folder / "images" / "img0.jpg")
-    cases.append(Case("image_size_mismatch", run_args(folder), ["img0.jpg", "record img0#0", "the file is 64x64"]))
+    cases.append(
+        Case("image_size_mismatch", run_args(folder), ["img0.jpg", "record img0#0", "the file is 64x64"])
+    )
 
     recs = copy.deepcopy(good)
     recs[1]["annotations"][1]["segmentation"] = Region.from_mask(np.zeros((40, 50), np.uint8)).rle
     folder = dataset("empty_mask", recs)
-    cases.append(Case("empty_mask", run_args(folder), ["ann.json", "record #1 (img1.jpg) annotation 1", "empty mask"]))
+    cases.append(
+        Case("empty_mask", run_args(folder), ["ann.json", "record #1 (img1.jpg) annotation 1", "empty mask"])
+    )
 
     recs = copy.deepcopy(good)
     recs[2]["annotations"][0]["segmentation"] = [[1, 1, 5, 5]]
     folder = dataset("polygon_two_points", recs)
-    cases.append(Case("polygon_two_points", run_args(folder), ["ann.json", "record #2 (img2.jpg) annotation 0", ">= 3 (x, y) points"]))
+    cases.append(
+        Case(
+            "polygon_two_points",
+            run_args(folder),
+            ["ann.json", "record #2 (img2.jpg) annotation 0", ">= 3 (x, y) points"],
+        )
+    )
 
     recs = copy.deepcopy(good)
     recs[0]["annotations"][1]["segmentation"] = {"size": [41, 50], "counts": "0"}
     folder = dataset("rle_wrong_size", recs)
-    cases.append(Case("rle_wrong_size", run_args(folder), ["ann.json", "record #0 (img0.jpg) annotation 1", "RLE size [41, 50]"]))
+    cases.append(
+        Case(
+            "rle_wrong_size",
+            run_args(folder),
+            ["ann.json", "record #0 (img0.jpg) annotation 1", "RLE size [41, 50]"],
+        )
+    )
 
     recs = copy.deepcopy(good)
     recs[1]["annotations"][0]["segmentation"] = [[60, 45, 90, 45, 90, 80, 60, 80]]
     folder = dataset("region_outside_image", recs)
-    cases.append(Case("region_outside_image", run_args(folder), ["ann.json", "record #1 (img1.jpg) annotation 0", "outside the 50x40 image"]))
+    cases.append(
+        Case(
+            "region_outside_image",
+            run_args(folder),
+            ["ann.json", "record #1 (img1.jpg) annotation 0", "outside the 50x40 image"],
+        )
+    )
 
     recs = copy.deepcopy(good)
     recs[2]["file_name"] = "img0.jpg"
     folder = dataset("duplicate_ids", recs)
-    cases.append(Case("duplicate_ids", run_args(folder), ["ann.json", "record img0#0", "duplicate sample id"]))
+    cases.append(
+        Case("duplicate_ids", run_args(folder), ["ann.json", "record img0#0", "duplicate sample id"])
+    )
 
     recs = copy.deepcopy(good)
     recs[1]["height"] = "40"
     folder = dataset("wrong_json_types", recs)
-    cases.append(Case("wrong_json_types", run_args(folder), ["ann.json", "record #1 (img1.jpg)", "field 'height' has the wrong type (str)"]))
+    cases.append(
+        Case(
+            "wrong_json_types",
+            run_args(folder),
+            ["ann.json", "record #1 (img1.jpg)", "field 'height' has the wrong type (str)"],
+        )
+    )
 
     recs = copy.deepcopy(good)
     recs[0]["categories"].append("cat")
     folder = dataset("length_mismatch", recs)
-    cases.append(Case("length_mismatch", run_args(folder), ["ann.json", "record #0 (img0.jpg)", "3 categories for 2 annotations"]))
+    cases.append(
+        Case(
+            "length_mismatch",
+            run_args(folder),
+            ["ann.json", "record #0 (img0.jpg)", "3 categories for 2 annotations"],
+        )
+    )
 
     folder = dataset("non_utf8", raw=json.dumps(good).replace("teddy_bear", "caf\u00e9").encode("latin-1"))
     cases.append(Case("non_utf8", run_args(folder), ["ann.json", "not UTF-8 text"]))
@@ -125,16 +185,42 @@ def build(root: Path) -> list[Case]:
     ids = [f"img{i}#{k}" for i in range(3) for k in range(2)]
     preds = folder / "preds.jsonl"
     preds.write_text("".join(json.dumps({"id": x, "text": "dog"}) + "\n" for x in [*ids, "img9#0"]))
-    cases.append(Case("predictions_unknown_id",
-                      ["score", "--task", "lvis_cls", "--data", f"annotations={folder / 'ann.json'}",
-                       "--predictions", str(preds), "--output", str(folder / "out")],
-                      ["preds.jsonl", "record line 7", "id 'img9#0' is not a sample of this task"]))
+    cases.append(
+        Case(
+            "predictions_unknown_id",
+            [
+                "score",
+                "--task",
+                "lvis_cls",
+                "--data",
+                f"annotations={folder / 'ann.json'}",
+                "--predictions",
+                str(preds),
+                "--output",
+                str(folder / "out"),
+            ],
+            ["preds.jsonl", "record line 7", "id 'img9#0' is not a sample of this task"],
+        )
+    )
 
     folder = dataset("predictions_missing_id", good)
     preds = folder / "preds.jsonl"
     preds.write_text("".join(json.dumps({"id": x, "text": "dog"}) + "\n" for x in ids[:-1]))
-    cases.append(Case("predictions_missing_id",
-                      ["score", "--task", "lvis_cls", "--data", f"annotations={folder / 'ann.json'}",
-                       "--predictions", str(preds), "--output", str(folder / "out")],
-                      ["preds.jsonl", "no prediction for 1 of 6 request ids", "img2#1"]))
+    cases.append(
+        Case(
+            "predictions_missing_id",
+            [
+                "score",
+                "--task",
+                "lvis_cls",
+                "--data",
+                f"annotations={folder / 'ann.json'}",
+                "--predictions",
+                str(preds),
+                "--output",
+                str(folder / "out"),
+            ],
+            ["preds.jsonl", "no prediction for 1 of 6 request ids", "img2#1"],
+        )
+    )
     return cases
