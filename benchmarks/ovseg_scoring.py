@@ -89,8 +89,9 @@ def run_reference(
     from PIL import Image
     from pycocotools import mask as mask_utils
 
-    from evalkit.data.coco_panoptic import load_panoptic_set, read_segment_map, read_vocabulary
-    from evalkit.metrics.ovseg_assembly import assemble, class_cosines, clean_answer
+    from evalkit.tasks.ovseg.coco_panoptic import load_panoptic_set, read_segment_map, read_vocabulary
+    from evalkit.answers import clean_decoded
+    from evalkit.metrics.ovseg_assembly import assemble, class_cosines
 
     # shared part: answers -> classes -> assembly (evalkit's code)
     t0 = time.perf_counter()
@@ -98,7 +99,7 @@ def run_reference(
     n_classes = len(pset.categories)
     vocab = read_vocabulary(paths["vocabulary"], n_classes)
     keys = [f"{a.image_id}#{sid}" for a in pset.annotations for sid in a.sorted_ids.tolist()]
-    cosines = class_cosines([clean_answer(texts[k]) for k in keys], vocab.synonyms, encoder)  # type: ignore[arg-type]
+    cosines = class_cosines([clean_decoded(texts[k]) for k in keys], vocab.synonyms, encoder)  # type: ignore[arg-type]
     isthing = np.array([c.isthing for c in pset.categories])
     assembled, offset = [], 0
     for ann in pset.annotations:
@@ -199,7 +200,7 @@ def main() -> int:
     for line in (paths["panoptic_json"].parent / "predictions.jsonl").read_text().splitlines():
         row = json.loads(line)
         texts[row["id"]] = row["text"]
-    import evalkit.protocols.ovseg as ovseg
+    import evalkit.tasks.ovseg.ovseg as ovseg
     from evalkit.metrics.embeddings import minilm
 
     encoder = minilm() if args.minilm else fake_encoder

@@ -109,7 +109,7 @@ def main() -> None:
 
     from evalkit.engine.runner import score_file
     from evalkit.metrics.embeddings import minilm
-    from evalkit.protocols.referring_cls import normalise_answer, normalise_category
+    from evalkit.tasks.referring_cls.referring_cls import normalise_answer, normalise_category
     from evalkit.task import get_task
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from evalkit.cards import CardCatalog
 from evalkit.errors import ConfigError, EvalkitError
+from evalkit.protocol import ScoringContext
 from evalkit.report.results import Results
 
 Handler = Callable[[argparse.Namespace], int]
@@ -68,16 +70,22 @@ def _add_judge_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-cache", metavar="PATH|off", help="judge response cache (SQLite)")
 
 
-def _apply_judge_args(args: argparse.Namespace) -> None:
-    from evalkit.judge.settings import apply_judge_options
+def _scoring_context(args: argparse.Namespace) -> ScoringContext:
+    """The ``--judge-*`` options, handed to scoring explicitly (never via the environment)."""
+    from evalkit.judge.settings import JudgeOptions
 
-    apply_judge_options(
-        args.judge_base_url,
-        args.judge_model,
-        args.judge_api_key_env,
-        args.judge_concurrency,
-        args.judge_cache,
+    judge = JudgeOptions(
+        base_url=args.judge_base_url,
+        model=args.judge_model,
+        api_key_env=args.judge_api_key_env,
+        concurrency=args.judge_concurrency,
+        cache=args.judge_cache,
     )
+    return ScoringContext(judge=judge)
+
+
+def _catalog(args: argparse.Namespace) -> CardCatalog:
+    return CardCatalog(args.include)
 
 
 def print_metrics(results: Results) -> None:
@@ -94,11 +102,10 @@ def print_metrics(results: Results) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from evalkit.task import load_card, task_names
-
+    catalog = _catalog(args)
     table = Table("task", "protocol", "metrics", "description")
-    for name in task_names():
-        card, _, _ = load_card(name)
+    for name in catalog.names():
+        card = catalog.load(name).card
         kind = "group: " + ", ".join(card.tasks) if card.is_group else card.protocol
         table.add_row(name, kind, ", ".join(card.metrics), card.description.strip()[:70])
     Console(width=160).print(table)
@@ -116,7 +123,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_samples(args: argparse.Namespace) -> int:
     from evalkit.task import get_task
 
-    task = get_task(args.task, args.protocol)
+    task = get_task(args.task, args.protocol, _catalog(args))
     data = task.resolve_data(_kv_list(args.data, "--data"), command="samples")
     read = task.load_samples(data)
     samples = read.samples[: args.limit] if args.limit is not None else read.samples
@@ -142,15 +149,16 @@ def _output_dir(args: argparse.Namespace, model: str, task: str, group: bool) ->
 def cmd_run(args: argparse.Namespace) -> int:
     from evalkit.engine.runner import run_task
     from evalkit.models import build_adapter, parse_model_args
-    from evalkit.task import expand_group, get_task
+    from evalkit.task import get_task
 
-    _apply_judge_args(args)
-    members = expand_group(args.task)
+    catalog = _catalog(args)
+    members = catalog.expand(args.task)
+    # Every member's card (and its protocol args) is checked before the model loads.
+    tasks = [get_task(name, args.protocol, catalog) for name in members]
     adapter = build_adapter(args.model, parse_model_args(args.model_args))
     overrides = _kv_list(args.data, "--data")
     try:
-        for name in members:
-            task = get_task(name, args.protocol)
+        for name, task in zip(members, tasks, strict=True):
             data = task.resolve_data(
                 overrides
                 if len(members) == 1
@@ -167,6 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _parse_gen(args.gen),
                 _console,
                 args.on_error,
+                scoring=_scoring_context(args),
             )
             if results is not None:  # None on the non-zero ranks of a torchrun
                 print_metrics(results)
@@ -180,11 +189,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     from evalkit.engine.runner import score_file
     from evalkit.task import get_task
 
-    _apply_judge_args(args)
-    task = get_task(args.task, args.protocol)
+    task = get_task(args.task, args.protocol, _catalog(args))
     data = task.resolve_data(_kv_list(args.data, "--data"), command="score")
     out = args.output or args.predictions.parent
-    results = score_file(task, args.predictions, data, out, args.model_name, args.on_error)
+    results = score_file(
+        task, args.predictions, data, out, args.model_name, args.on_error, _scoring_context(args)
+    )
     print_metrics(results)
     _console.print(f"results: {out / 'results.json'}")
     return 0
@@ -257,10 +267,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from evalkit.task import include_cards
-
-        for folder in args.include:
-            include_cards(folder)
         handler: Handler = args.handler
         return handler(args)
     except EvalkitError as exc:

@@ -1,7 +1,9 @@
 """Readers: one module per real data format. Each turns data files into :class:`Sample`s.
 
 A reader is a function ``read(data, options) -> ReadResult`` registered under a name that
-task cards use (``reader: osprey_json``). ``data`` maps the card's data keys to paths (some
+task cards use (``reader: osprey_json``), which is also its module's name inside its task
+family (``tasks/referring_cls/osprey_json.py``). This module holds the registry and the
+helpers every reader shares. ``data`` maps the card's data keys to paths (some
 may be ``None`` when a key is only needed for ``run``, e.g. ``images`` during ``score``).
 Readers never open images: they resolve image paths, nothing more.
 """
@@ -55,7 +57,8 @@ class RecordErrors:
 
 Reader = Callable[[Mapping[str, "Path | None"], Mapping[str, Any]], ReadResult]
 
-READERS: Registry[Reader] = Registry("reader", "evalkit.data")
+# Built-in readers live in the task families: evalkit.tasks.<family>.<reader name>.
+READERS: Registry[Reader] = Registry("reader", "evalkit.tasks", "evalkit.tasks", depth=2, name_is_module=True)
 
 
 def register_reader(name: str) -> Callable[[Reader], Reader]:
@@ -130,3 +133,15 @@ def require_path(data: Mapping[str, Path | None], key: str) -> Path:
 
 def image_path(images: Path | None, file_name: str) -> str | None:
     return str(images / file_name) if images is not None else None
+
+
+def coco_image_path(images: Path | None, file_name: str) -> str | None:
+    """``images/file_name`` if it exists, else Osprey's ``images/<last _ field>``
+    (its COCO copies drop the ``COCO_val2014_`` prefix)."""
+    if images is None:
+        return None
+    exact = images / file_name
+    if exact.exists():
+        return str(exact)
+    short = images / file_name.split("_")[-1]
+    return str(short) if short.exists() else str(exact)

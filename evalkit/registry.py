@@ -1,8 +1,11 @@
 """A small name -> object registry with entry-point plugins (lm-evaluation-harness style).
 
-Built-in modules register themselves on import; third-party packages register through the
-``evalkit.tasks`` / ``evalkit.models`` entry-point groups, whose targets are imported (and so
-register) the first time a registry is listed or looked up.
+Built-in modules register themselves on import. Readers and protocols live in the task
+families (``evalkit.tasks.<family>.<name>``) and their registry name *is* their module name,
+so a lookup imports just the module of that name (``reader: osprey_json`` imports
+``evalkit.tasks.referring_cls.osprey_json``), not every family. Third-party packages register
+through the ``evalkit.tasks`` / ``evalkit.models`` entry-point groups, whose targets are
+imported the first time a name is not found or the registry is listed.
 """
 
 from __future__ import annotations
@@ -18,16 +21,50 @@ from evalkit.errors import ConfigError
 T = TypeVar("T")
 
 
+def _modules(package: str, depth: int) -> Iterator[tuple[str, str]]:
+    """(full name, leaf name) of the public modules ``depth`` levels below ``package``."""
+    root = importlib.import_module(package)
+    for info in pkgutil.iter_modules(root.__path__):
+        if info.name.startswith("_"):
+            continue
+        full = f"{package}.{info.name}"
+        if depth == 1:
+            yield full, info.name
+        elif info.ispkg:
+            yield from _modules(full, depth - 1)
+
+
 class Registry(Generic[T]):
-    def __init__(self, kind: str, builtin_package: str, entry_point_group: str | None = None):
+    """Names registered by ``package``'s modules ``depth`` levels down (1: the package's own
+    modules, as ``evalkit.models``; 2: modules of its sub-packages, as the task families).
+    With ``name_is_module`` a built-in must register under its module's name."""
+
+    def __init__(
+        self,
+        kind: str,
+        builtin_package: str,
+        entry_point_group: str | None = None,
+        depth: int = 1,
+        name_is_module: bool = False,
+    ):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._builtin_package = builtin_package
         self._entry_point_group = entry_point_group
+        self._depth = depth
+        self._name_is_module = name_is_module
         self._loaded = False
+        self._plugins_loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
+            module = str(getattr(obj, "__module__", ""))
+            if (
+                self._name_is_module
+                and module.startswith(self._builtin_package + ".")
+                and module.rsplit(".", 1)[-1] != name
+            ):
+                raise ConfigError(f"{self.kind} {name!r} must live in a module named {name}.py ({module})")
             if name in self._items and self._items[name] is not obj:
                 raise ConfigError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
@@ -35,20 +72,33 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded or not self._entry_point_group:
+            return
+        self._plugins_loaded = True
+        for ep in metadata.entry_points(group=self._entry_point_group):
+            ep.load()
+
     def _load(self) -> None:
         if self._loaded:
             return
         self._loaded = True
-        package = importlib.import_module(self._builtin_package)
-        for info in pkgutil.iter_modules(package.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{self._builtin_package}.{info.name}")
-        if self._entry_point_group:
-            for ep in metadata.entry_points(group=self._entry_point_group):
-                ep.load()
+        for full, _ in _modules(self._builtin_package, self._depth):
+            importlib.import_module(full)
+        self._load_plugins()
+
+    def _load_named(self, name: str) -> None:
+        """Import the built-in modules called ``name`` (cheap: no other module is imported)."""
+        if self._name_is_module:
+            for full, leaf in _modules(self._builtin_package, self._depth):
+                if leaf == name:
+                    importlib.import_module(full)
+        if name not in self._items:
+            self._load()
 
     def get(self, name: str) -> T:
-        self._load()
+        if name not in self._items:
+            self._load_named(name)
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "none"
             raise ConfigError(f"unknown {self.kind} {name!r} (known: {known})")

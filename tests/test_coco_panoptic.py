@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from evalkit.tasks.ovseg.coco_panoptic import read_vocabulary
 from PIL import Image
 
 from evalkit.cli import main
-from evalkit.data.coco_panoptic import read_vocabulary
 from evalkit.errors import DataError
 from evalkit.task import get_task
 from tests.helpers import run_replay
@@ -93,7 +93,7 @@ def test_size_mismatches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     pan["images"][0]["width"] = 64
     paths["panoptic_json"].write_text(json.dumps(pan))
     Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(paths["semantic_root"] / "img_00000.png")
-    monkeypatch.setattr("evalkit.protocols.ovseg.minilm", lambda: fake_encoder)
+    monkeypatch.setattr("evalkit.tasks.ovseg.ovseg.minilm", lambda: fake_encoder)
     preds = tmp_path / "p.jsonl"
     task = get_task("ade20k_ovseg")
     samples = task.load_samples(task.resolve_data(_overrides(paths), "score")).samples
@@ -113,7 +113,7 @@ def test_size_mismatches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_semantic_size_mismatch_message(tmp_path: Path) -> None:
-    from evalkit.data.coco_panoptic import read_semantic
+    from evalkit.tasks.ovseg.coco_panoptic import read_semantic
 
     path = tmp_path / "s.png"
     Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(path)
@@ -145,7 +145,7 @@ def test_shapes_ovseg_perfect_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The shapes panoptic view, run through the engine with replayed answers."""
-    monkeypatch.setattr("evalkit.protocols.ovseg.minilm", lambda: fake_encoder)
+    monkeypatch.setattr("evalkit.tasks.ovseg.ovseg.minilm", lambda: fake_encoder)
     assert main(["samples", "--task", "shapes_ovseg", "--limit", "40"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {r["target"] for r in rows} >= {"background"}
@@ -170,7 +170,7 @@ def test_semantic_label_outside_the_classes(tmp_path: Path, monkeypatch: pytest.
     sem = np.array(Image.open(sem_path))
     sem[0, 0] = 200  # 12 classes: neither a class nor 255
     Image.fromarray(sem).save(sem_path)
-    monkeypatch.setattr("evalkit.protocols.ovseg.minilm", lambda: fake_encoder)
+    monkeypatch.setattr("evalkit.tasks.ovseg.ovseg.minilm", lambda: fake_encoder)
     task = get_task("ade20k_ovseg")
     data = task.resolve_data(_overrides(paths), "score")
     samples = task.load_samples(data).samples

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from evalkit.tasks.shapes.scenes import category_phrase
 
 from evalkit.cli import main
-from evalkit.data.shapes import category_phrase
 from evalkit.errors import ConfigError
 from evalkit.report.compare import (
     compare_runs,

@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from evalkit.tasks.shapes.scenes import category_phrase
 from PIL import Image
 
 from evalkit.cli import main
-from evalkit.data.shapes import category_phrase
 from evalkit.regions import Region
 from evalkit.report.render import draw_regions
 from tests.helpers import run_replay

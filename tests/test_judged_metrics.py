@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from evalkit.tasks.judged.judged_review import strip_boxes
+
 from evalkit.metrics.judged import group_scores, parse_score_pair, relative_score
-from evalkit.protocols.judged import strip_boxes
 
 
 def test_score_line_parsing_follows_llava() -> None:

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from evalkit.data import READERS
 from evalkit.errors import DataError
+from evalkit.readers import READERS
 from tests.helpers import LVIS_NAMES, PACO_NAMES, write_coco_style, write_osprey_subset
 
 

@@ -255,7 +255,8 @@ def test_class_cosines_take_the_best_synonym() -> None:
 
 
 def test_minilm_maps_answers_to_osprey_classes(shared_dir: Path) -> None:
-    from evalkit.data.coco_panoptic import read_vocabulary
+    from evalkit.tasks.ovseg.coco_panoptic import read_vocabulary
+
     from evalkit.metrics.embeddings import minilm
 
     vocab = read_vocabulary(shared_dir / "fixtures/osprey/cityscapes_with_prompt_eng.txt", 19)

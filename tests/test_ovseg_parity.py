@@ -17,15 +17,16 @@ import pytest
 
 pytest.importorskip("panopticapi")
 
+from evalkit.answers import clean_decoded
 from evalkit.cli import main
-from evalkit.metrics.ovseg_assembly import class_cosines, clean_answer
+from evalkit.metrics.ovseg_assembly import class_cosines
 from tests.ovseg_reference import dense_inference, derived_instances, reference_metrics, rgb2id_file
 from tests.ovseg_support import fake_encoder, make_dataset, make_predictions
 
 
 @pytest.fixture()
 def fake_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("evalkit.protocols.ovseg.minilm", lambda: fake_encoder)
+    monkeypatch.setattr("evalkit.tasks.ovseg.ovseg.minilm", lambda: fake_encoder)
 
 
 def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> dict[str, float]:
@@ -45,7 +46,7 @@ def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> di
     outputs = []
     for ann in pan["annotations"]:
         ids = sorted(s["id"] for s in ann["segments_info"])
-        answers = [clean_answer(texts[f"{ann['image_id']}#{sid}"]) for sid in ids]
+        answers = [clean_decoded(texts[f"{ann['image_id']}#{sid}"]) for sid in ids]
         cos = class_cosines(answers, vocab, fake_encoder)
         pan_gt = rgb2id_file(paths["panoptic_root"] / ann["file_name"])
         out = dense_inference(pan_gt, cos, len(ids), thing)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from evalkit.tasks.pope.pope_questions import KNOWN_REVISIONS
 
 from evalkit.cli import main
-from evalkit.data.pope import KNOWN_REVISIONS
 from evalkit.metrics.pope import pope_answer, pope_metrics
 from evalkit.task import get_task
 from tests.judged_helpers import rows

@@ -9,12 +9,12 @@ running sums) so evalkit's batched scorer is checked against it on the same outp
 import json
 
 import pytest
+from evalkit.tasks.referring_cls.referring_cls import normalise_answer, normalise_category
 from sentence_transformers import util
 
 from evalkit.cli import main
 from evalkit.metrics.embeddings import minilm
 from evalkit.metrics.semantic import semantic_iou, semantic_similarity
-from evalkit.protocols.referring_cls import normalise_answer, normalise_category
 from tests.helpers import LVIS_NAMES, PACO_NAMES, write_osprey_subset, write_predictions
 
 TRICKY = [

@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from evalkit.tasks.shapes.scenes import all_object_names, region_captions, visible_object_names
+from evalkit.tasks.shapes.shapes_pope import pope_questions
 
-from evalkit.data.shapes import all_object_names, region_captions
-from evalkit.data.shapes_text import pope_questions, visible_object_names
 from evalkit.task import get_task
 from tests.helpers import run_replay
 

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from evalkit.tasks.caption.vg_regions import read_test_ids
 
 from evalkit.cli import main
-from evalkit.data.vg import read_test_ids
 from evalkit.errors import DataError
 from evalkit.task import get_task
 

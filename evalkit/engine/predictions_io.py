@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import load_jsonl
 from evalkit.errors import PredictionsError
+from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request
 
 

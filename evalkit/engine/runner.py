@@ -29,7 +29,8 @@ from evalkit.report.results import (
     now_iso,
     sha256_path,
 )
-from evalkit.task import ScoreResult, Task
+from evalkit.protocol import ScoreResult, ScoringContext
+from evalkit.task import Task
 
 STORE_FILE = "store.sqlite"
 
@@ -62,6 +63,7 @@ def run_task(
     console: Console | None = None,
     on_error: str = "fail",
     ctx: dist.DistContext | None = None,
+    scoring: ScoringContext | None = None,
 ) -> Results | None:
     """Run, resume and score one task. Under torchrun only rank 0 returns results."""
     ctx = ctx or dist.context_from_env()
@@ -133,6 +135,7 @@ def run_task(
         generate_s,
         n_generated,
         {"total": len(requests), "generated": n_generated, "reused": n_reused, "skipped": len(skipped)},
+        scoring,
     )
     dist.shutdown(ctx)
     return results
@@ -145,6 +148,7 @@ def score_file(
     output: Path,
     model_name: str | None = None,
     on_error: str = "fail",
+    scoring: ScoringContext | None = None,
 ) -> Results:
     t0 = time.perf_counter()
     loaded = load(task, data, None, on_error)
@@ -177,6 +181,7 @@ def score_file(
         0.0,
         0,
         {},
+        scoring,
     )
 
 
@@ -193,9 +198,10 @@ def finish(
     generate_s: float,
     n_generated: int,
     request_counts: dict[str, int],
+    scoring: ScoringContext | None = None,
 ) -> Results:
     t_score = time.perf_counter()
-    scored: ScoreResult = task.score(loaded.samples, texts, data)
+    scored: ScoreResult = task.score(loaded.samples, texts, data, scoring)
     score_s = time.perf_counter() - t_score
     write_jsonl(output / SAMPLES_FILE, scored.per_sample)
     wall = time.perf_counter() - t0

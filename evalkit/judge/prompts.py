@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import load_json
 from evalkit.errors import DataError
+from evalkit.readers import load_json
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 

@@ -1,8 +1,8 @@
 """Where an OpenAI-compatible endpoint is and how hard to try it.
 
-Settings come from (later wins) the task card's defaults, the environment, and the CLI
-(``--judge-*`` options, which :func:`apply_judge_options` turns into environment variables so
-the scoring code, which never sees the command line, finds them).
+Settings come from (later wins) the task card's defaults, the environment (a user-facing
+default only) and :class:`JudgeOptions` — the CLI's ``--judge-*`` options, which reach
+scoring explicitly in the engine's scoring context.
 
 The API key is never a setting: only the *name* of the environment variable that holds it
 is. The key is read at the moment the client is built and is never written, logged, hashed
@@ -122,19 +122,36 @@ def parse_numbers(texts: Mapping[str, tuple[str, str | None]]) -> dict[str, Any]
     return out
 
 
-def judge_settings(default_model: str) -> ClientSettings:
-    """The judge's settings for scoring: environment (set by ``--judge-*``) over card defaults."""
-    key_var = os.environ.get(ENV_KEY_VAR)
+@dataclass(frozen=True)
+class JudgeOptions:
+    """The judge options a command was given (``--judge-*``); None = not given."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    cache: str | None = None
+
+
+def judge_settings(
+    default_model: str, options: JudgeOptions | None = None, environ: Mapping[str, str] | None = None
+) -> ClientSettings:
+    """The judge's settings for scoring: ``options`` over the environment over card defaults."""
+    opts = options or JudgeOptions()
+    env = os.environ if environ is None else environ
+    key_var = opts.api_key_env or env.get(ENV_KEY_VAR)
     key_vars = (key_var,) if key_var else DEFAULT_KEY_VARS
-    base_url = os.environ.get(ENV_BASE_URL)
-    numbers = parse_numbers(
-        {f: (f"environment variable {var}", os.environ.get(var) or None) for f, var in _ENV_NUMBERS.items()}
-    )
+    base_url = opts.base_url or env.get(ENV_BASE_URL)
+    texts = {f: (f"environment variable {var}", env.get(var) or None) for f, var in _ENV_NUMBERS.items()}
+    if opts.concurrency is not None:
+        texts["max_concurrency"] = ("--judge-concurrency", str(opts.concurrency))
+    numbers = parse_numbers(texts)
+    cache = opts.cache if opts.cache is not None else env.get(ENV_CACHE)
     settings = ClientSettings(
         base_url=base_url or OPENAI_BASE_URL,
-        model=os.environ.get(ENV_MODEL) or default_model,
+        model=opts.model or env.get(ENV_MODEL) or default_model,
         api_key_vars=key_vars,
-        cache_path=cache_path_from(os.environ.get(ENV_CACHE), "judge_cache.sqlite"),
+        cache_path=cache_path_from(cache, "judge_cache.sqlite"),
         **numbers,
     )
     if not base_url and not settings.has_key():
@@ -144,22 +161,3 @@ def judge_settings(default_model: str) -> ClientSettings:
             f"{' or '.join(key_vars)}"
         )
     return settings
-
-
-def apply_judge_options(
-    base_url: str | None = None,
-    model: str | None = None,
-    api_key_env: str | None = None,
-    concurrency: int | None = None,
-    cache: str | None = None,
-) -> None:
-    """CLI ``--judge-*`` options -> environment, read again by :func:`judge_settings`."""
-    for name, value in (
-        (ENV_BASE_URL, base_url),
-        (ENV_MODEL, model),
-        (ENV_KEY_VAR, api_key_env),
-        (ENV_CONCURRENCY, concurrency),
-        (ENV_CACHE, cache),
-    ):
-        if value is not None:
-            os.environ[name] = str(value)

@@ -39,14 +39,6 @@ SIGMOID_ONE = 1.0 / (1.0 + np.exp(-1.0))
 Encoder = Callable[[Sequence[str]], np.ndarray]
 
 
-def clean_answer(text: str) -> str:
-    """The reference's decoding: strip, drop a trailing ``</s>``, strip (no colon rule)."""
-    text = text.strip()
-    if text.endswith("</s>"):
-        text = text[: -len("</s>")]
-    return text.strip()
-
-
 def class_cosines(answers: Sequence[str], synonyms: Sequence[Sequence[str]], encoder: Encoder) -> np.ndarray:
     """(n, C): per class, the max cosine between an answer and ``TEMPLATE`` of each synonym."""
     sentences = [TEMPLATE.format(name) for names in synonyms for name in names]

@@ -10,9 +10,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import load_jsonl
 from evalkit.errors import ConfigError, PredictionsError
 from evalkit.models import Adapter, register_model, sha256_file
+from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import load_jsonl
 from evalkit.errors import DataError
+from evalkit.readers import load_jsonl
 from evalkit.report.results import PREDICTIONS_FILE, RESULTS_FILE, SAMPLES_FILE, Results
 
 

@@ -30,20 +30,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import ReadResult, load_json, register_reader, require_path, segmentation_region
 from evalkit.errors import DataError
+from evalkit.readers import (
+    ReadResult,
+    coco_image_path,
+    load_json,
+    register_reader,
+    require_path,
+    segmentation_region,
+)
 from evalkit.records import Sample
-
-
-def coco_image_path(images: Path | None, file_name: str) -> str | None:
-    """``images/file_name`` if it exists, else Osprey's ``images/<last _ field>``."""
-    if images is None:
-        return None
-    exact = images / file_name
-    if exact.exists():
-        return str(exact)
-    short = images / file_name.split("_")[-1]
-    return str(short) if short.exists() else str(exact)
 
 
 def references_of(target: Any) -> list[str]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from evalkit.data.refcocog import references_of
+from evalkit.answers import clean_decoded, colon_rule
 from evalkit.errors import DataError
 from evalkit.metrics.caption import METRICS, score_captions
-from evalkit.protocols.referring_cls import clean_decoded, colon_rule
 from evalkit.records import Sample
-from evalkit.task import ScoreResult, TaskProtocol, register_protocol
+from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+
+from .refcocog_cap import references_of
 
 
 def postprocess_caption(text: str, use_colon_rule: bool = True, split_periods: bool = True) -> str:
@@ -33,14 +34,26 @@ def postprocess_caption(text: str, use_colon_rule: bool = True, split_periods: b
     return out
 
 
+class RegionCaptionArgs(ProtocolArgs):
+    colon_rule: bool = True  # keep ``split(':')[1]`` as Osprey's caption script does
+    split_periods: bool = True  # every ``.`` becomes ``.\n`` as the script writes it
+    metrics: tuple[str, ...] = METRICS  # which caption metrics to compute
+
+
 @register_protocol("region_caption")
-class RegionCaption(TaskProtocol):
+class RegionCaption(TaskProtocol[RegionCaptionArgs]):
+    Args = RegionCaptionArgs
+
     def score(
-        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
+        self,
+        samples: Sequence[Sample],
+        texts: Mapping[str, str],
+        data: Mapping[str, Path | None],
+        context: ScoringContext | None = None,
     ) -> ScoreResult:
-        use_colon = bool(self.args.get("colon_rule", True))
-        split_periods = bool(self.args.get("split_periods", True))
-        metrics = tuple(self.args.get("metrics", METRICS))
+        use_colon = self.args.colon_rule
+        split_periods = self.args.split_periods
+        metrics = self.args.metrics
         captions = {s.id: postprocess_caption(texts[s.id], use_colon, split_periods) for s in samples}
         references: dict[str, list[str]] = {}
         for s in samples:

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from evalkit.data import ReadResult, load_json, register_reader, require_path
 from evalkit.errors import DataError
+from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample
 from evalkit.regions import Region
 

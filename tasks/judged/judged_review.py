@@ -20,16 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from evalkit.data import require_path
+from evalkit.answers import clean_decoded, colon_rule
 from evalkit.judge.client import ChatCall, ChatClient, ChatOutcome
 from evalkit.judge.prompts import judge_messages, load_rules, review_content, rule_for
 from evalkit.judge.settings import ClientSettings, judge_settings
 from evalkit.metrics.judged import ALL, GroupScore, group_scores, parse_score_pair
-from evalkit.protocols.referring_cls import clean_decoded, colon_rule
+from evalkit.readers import require_path
 from evalkit.records import Sample
-from evalkit.task import ScoreResult, TaskProtocol, register_protocol
+from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 
 _BRACKETED = re.compile(r"\[.*?\]")
 
@@ -42,10 +42,27 @@ def strip_boxes(answer: str) -> str:
     return answer
 
 
-class JudgedProtocol(TaskProtocol):
+class JudgedArgs(ProtocolArgs):
+    judge_model: str | None = None  # the paper's judge (None: the protocol's default_judge)
+    judge_temperature: float = 0.2
+    judge_max_tokens: int = 1024
+    colon_rule: bool = False  # Osprey's ``split(':')[1]`` on the answer before judging
+    strip_boxes: bool = False  # Ferret's postprocess_answer (drop `` [...]`` spans)
+    context_quirk: bool = False  # the released '[Context]\\' with no newline
+    failures_as_minus_one: bool = False  # the released summariser averages failures as -1
+    round_digits: int = 2  # the summariser's rounding
+
+
+class JudgedProtocol(TaskProtocol[JudgedArgs]):
     """Shared flow; subclasses say what the judge sees and how samples group."""
 
+    Args: ClassVar[type[ProtocolArgs]] = JudgedArgs
+
     default_judge = "gpt-4"
+
+    @property
+    def paper_judge(self) -> str:
+        return self.args.judge_model or self.default_judge
 
     # ------------------------------------------------------------------ requests
     def prompt_for(self, sample: Sample, prompt: str) -> str:
@@ -60,9 +77,9 @@ class JudgedProtocol(TaskProtocol):
     # ------------------------------------------------------------------ what the judge sees
     def judged_answer(self, raw: str) -> str:
         text = clean_decoded(raw)
-        if self.args.get("colon_rule", False):
+        if self.args.colon_rule:
             text = colon_rule(text)
-        if self.args.get("strip_boxes", False):
+        if self.args.strip_boxes:
             text = strip_boxes(text)
         return text
 
@@ -86,7 +103,7 @@ class JudgedProtocol(TaskProtocol):
             answer,
             prompt,
             role,
-            reference_quirk=bool(self.args.get("context_quirk", False)),
+            reference_quirk=self.args.context_quirk,
         )
 
     def judge_call(self, sample: Sample, answer: str) -> ChatCall:
@@ -100,15 +117,19 @@ class JudgedProtocol(TaskProtocol):
 
     def params(self) -> dict[str, Any]:
         return {
-            "temperature": float(self.args.get("judge_temperature", 0.2)),
-            "max_tokens": int(self.args.get("judge_max_tokens", 1024)),
+            "temperature": self.args.judge_temperature,
+            "max_tokens": self.args.judge_max_tokens,
         }
 
     # ------------------------------------------------------------------ scoring
     def score(
-        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
+        self,
+        samples: Sequence[Sample],
+        texts: Mapping[str, str],
+        data: Mapping[str, Path | None],
+        context: ScoringContext | None = None,
     ) -> ScoreResult:
-        settings = judge_settings(str(self.args.get("judge_model", self.default_judge)))
+        settings = judge_settings(self.paper_judge, (context or ScoringContext()).judge)
         self.prepare(data)
         answers = {s.id: self.judged_answer(texts[s.id]) for s in samples}
         calls = (self.judge_call(s, answers[s.id]) for s in samples)  # lazy: images
@@ -128,8 +149,8 @@ class JudgedProtocol(TaskProtocol):
         settings: ClientSettings,
         stats: dict[str, Any],
     ) -> ScoreResult:
-        minus_one = bool(self.args.get("failures_as_minus_one", False))
-        digits = int(self.args.get("round_digits", 2))
+        minus_one = self.args.failures_as_minus_one
+        digits = self.args.round_digits
         judgements = []
         rows = []
         n_request_failed = n_unparsable = 0
@@ -213,12 +234,12 @@ class JudgedProtocol(TaskProtocol):
                 "that is not two scores) are left out of the means and counted in "
                 "judge_failures; the released summariser averages them in as -1"
             )
-        if not self.args.get("context_quirk", False):
+        if not self.args.context_quirk:
             out.append(
                 "the judge's context opens with '[Context]\\n'; the released script sends "
                 "'[Context]\\' with no newline"
             )
-        paper_judge = str(self.args.get("judge_model", self.default_judge))
+        paper_judge = self.paper_judge
         if settings.model != paper_judge:
             out.append(f"judge model {settings.model!r} (the paper used {paper_judge!r})")
         out.append("answers matched to questions by id, not by line order")

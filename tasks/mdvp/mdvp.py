@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import ReadResult, load_json, register_reader, require_path, typed_field
 from evalkit.errors import DataError
 from evalkit.images import image_size
+from evalkit.readers import ReadResult, load_json, register_reader, require_path, typed_field
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
 

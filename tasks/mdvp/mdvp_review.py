@@ -9,24 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from evalkit.data.mdvp import DOMAIN_CONTEXT
 from evalkit.errors import DataError
 from evalkit.judge.client import ChatCall
 from evalkit.judge.prompts import judge_messages
-from evalkit.protocols.judged import JudgedProtocol
 from evalkit.records import Sample
 from evalkit.render import marks_png
-from evalkit.task import register_protocol
+from evalkit.protocol import register_protocol
+
+from ..judged.judged_review import JudgedArgs, JudgedProtocol
+from .mdvp import DOMAIN_CONTEXT
+
+
+class MdvpArgs(JudgedArgs):
+    rule: str = "box"  # the one rule of MDVP's rule file every question is judged by
+    image_detail: Literal["low", "high", "auto"] = "high"  # the judge image's detail level
 
 
 @register_protocol("mdvp_review")
 class MdvpReview(JudgedProtocol):
+    Args = MdvpArgs
     default_judge = "gpt-4-vision-preview"
+
+    @property
+    def mdvp_args(self) -> MdvpArgs:
+        assert isinstance(self.args, MdvpArgs)  # Args = MdvpArgs: the task validated them so
+        return self.args
 
     def prepare(self, data: Mapping[str, Path | None]) -> None:
         super().prepare(data)
-        self.mdvp_rule = self.rule(str(self.args.get("rule", "box")))  # one rule for all
+        self.mdvp_rule = self.rule(self.mdvp_args.rule)  # one rule for all
 
     def judge_call(self, sample: Sample, answer: str) -> ChatCall:
         context = DOMAIN_CONTEXT[str(sample.meta["domain"])]
@@ -37,7 +50,7 @@ class MdvpReview(JudgedProtocol):
             png = marks_png(sample.image_path, sample.regions)
         except DataError as exc:
             raise DataError(exc.path, f"cannot draw the marks: {exc.message}", sample.id) from exc
-        detail = str(self.args.get("image_detail", "high"))
+        detail = self.mdvp_args.image_detail
         return ChatCall(sample.id, judge_messages(content, png, detail), self.params())
 
     def groups(self, sample: Sample) -> list[str]:

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from evalkit.data import ReadResult, load_json, register_reader, require_path
 from evalkit.errors import DataError
 from evalkit.metrics.panoptic import Segment
+from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample
 from evalkit.regions import Region
 

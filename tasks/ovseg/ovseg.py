@@ -20,8 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.data import load_json, require_path
-from evalkit.data.coco_panoptic import (
+from evalkit.answers import clean_decoded
+from evalkit.errors import DataError
+from evalkit.metrics.embeddings import minilm
+from evalkit.metrics.instance import InstanceImage, coco_segm_ap
+from evalkit.metrics.ovseg_assembly import AssembledImage, assemble, class_cosines
+from evalkit.metrics.panoptic import PanopticImage, Segment, panoptic_quality
+from evalkit.metrics.semseg import semseg_metrics
+from evalkit.readers import load_json, require_path
+from evalkit.records import Sample
+from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+
+from .coco_panoptic import (
     PanopticAnnotation,
     PanopticSet,
     SegmentMap,
@@ -32,14 +42,6 @@ from evalkit.data.coco_panoptic import (
     read_vocabulary,
     semantic_file,
 )
-from evalkit.errors import DataError
-from evalkit.metrics.embeddings import minilm
-from evalkit.metrics.instance import InstanceImage, coco_segm_ap
-from evalkit.metrics.ovseg_assembly import AssembledImage, assemble, class_cosines, clean_answer
-from evalkit.metrics.panoptic import PanopticImage, Segment, panoptic_quality
-from evalkit.metrics.semseg import semseg_metrics
-from evalkit.records import Sample
-from evalkit.task import ScoreResult, TaskProtocol, register_protocol
 
 IGNORE_LABEL = 255
 
@@ -196,10 +198,20 @@ def semantic_confusion(
     return conf
 
 
+class OvsegArgs(ProtocolArgs):
+    notes: tuple[str, ...] = ()  # the card's departures from the reference, recorded as deviations
+
+
 @register_protocol("ovseg")
-class OpenVocabSegmentation(TaskProtocol):
+class OpenVocabSegmentation(TaskProtocol[OvsegArgs]):
+    Args = OvsegArgs
+
     def score(
-        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
+        self,
+        samples: Sequence[Sample],
+        texts: Mapping[str, str],
+        data: Mapping[str, Path | None],
+        context: ScoringContext | None = None,
     ) -> ScoreResult:
         data = complete_data(self.card.reader, data, self.card.reader_args)
         layout = str(self.card.reader_args.get("layout", "flat"))
@@ -211,7 +223,7 @@ class OpenVocabSegmentation(TaskProtocol):
         semantic_root = require_path(data, "semantic_root")
         instances_json = data.get("instances_json")
         truth = load_instance_truth(instances_json) if instances_json is not None else None
-        answers = [clean_answer(texts[s.id]) for s in samples]
+        answers = [clean_decoded(texts[s.id]) for s in samples]
         cosines = class_cosines(answers, vocab.synonyms, minilm())
         row_of = {s.id: k for k, s in enumerate(samples)}
         isthing = np.array([c.isthing for c in pset.categories], dtype=bool)
@@ -264,7 +276,7 @@ class OpenVocabSegmentation(TaskProtocol):
             }
             for k, s in enumerate(samples)
         ]
-        deviations = list(self.args.get("notes", []))
+        deviations = list(self.args.notes)
         deviations.append(
             "instance AP ground truth: "
             + (f"{truth.path.name}" if truth else "panoptic thing segments (crowds as iscrowd)")

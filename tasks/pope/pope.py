@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 from pathlib import Path
 
+from evalkit.answers import drop_stop
 from evalkit.metrics.pope import pope_answer, pope_metrics
-from evalkit.protocols.referring_cls import STOP_STR
 from evalkit.records import Sample
-from evalkit.task import ScoreResult, TaskProtocol, register_protocol
+from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 
 QUESTION_FIELD = "{text}"
 
@@ -29,23 +30,31 @@ def render_question(template: str, question: str) -> str:
     return template.replace(QUESTION_FIELD, question)
 
 
+class PopeArgs(ProtocolArgs):
+    lowercase: bool = True  # Osprey's evaluate.py lower-cases; LLaVA-1.5's does not
+    # question_id: answers matched to labels by id; line_order: zipped by line, as the reference
+    align: Literal["question_id", "line_order"] = "question_id"
+
+
 @register_protocol("pope")
-class Pope(TaskProtocol):
+class Pope(TaskProtocol[PopeArgs]):
+    Args = PopeArgs
+
     def prompt_for(self, sample: Sample, prompt: str) -> str:
         return render_question(prompt, str(sample.meta.get("text", "")))
 
     def score(
-        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
+        self,
+        samples: Sequence[Sample],
+        texts: Mapping[str, str],
+        data: Mapping[str, Path | None],
+        context: ScoringContext | None = None,
     ) -> ScoreResult:
-        lowercase = bool(self.args.get("lowercase", True))
-        align = str(self.args.get("align", "question_id"))
-        if align not in ("question_id", "line_order"):
-            raise ValueError(f"pope: align must be question_id or line_order, got {align!r}")
+        lowercase = self.args.lowercase
+        align = self.args.align
 
         def parse(text: str) -> str:
-            if text.endswith(STOP_STR):
-                text = text[: -len(STOP_STR)]
-            return pope_answer(text, lowercase)
+            return pope_answer(drop_stop(text), lowercase)
 
         deviations: list[str] = []
         if align == "question_id":

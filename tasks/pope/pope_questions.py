@@ -16,9 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.data import ReadResult, load_jsonl, register_reader, require_path, typed_field
-from evalkit.data.refcocog import coco_image_path
 from evalkit.errors import DataError
+from evalkit.readers import (
+    ReadResult,
+    coco_image_path,
+    load_jsonl,
+    register_reader,
+    require_path,
+    typed_field,
+)
 from evalkit.records import Sample
 from evalkit.report.results import sha256_path
 
@@ -142,7 +148,7 @@ def read_questions(path: Path, images: Path | None) -> list[Sample]:
     return samples
 
 
-@register_reader("pope")
+@register_reader("pope_questions")
 def read_pope(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
     path = require_path(data, "questions")
     samples = read_questions(path, data.get("images"))

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from evalkit.data import (
+from evalkit.errors import DataError
+from evalkit.readers import (
     ReadResult,
     RecordErrors,
     image_path,
@@ -27,7 +28,6 @@ from evalkit.data import (
     segmentation_region,
     typed_field,
 )
-from evalkit.errors import DataError
 from evalkit.records import Sample
 from evalkit.regions import Region
 

@@ -16,25 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from evalkit.answers import clean_decoded, colon_rule
 from evalkit.metrics.embeddings import minilm
 from evalkit.metrics.semantic import Encoder, semantic_iou, semantic_similarity
 from evalkit.records import Sample
-from evalkit.task import ScoreResult, TaskProtocol, register_protocol
-
-STOP_STR = "</s>"
-
-
-def clean_decoded(text: str) -> str:
-    """The decoding step every Osprey script applies: strip, drop ``</s>``, strip."""
-    text = text.strip()
-    if text.endswith(STOP_STR):
-        text = text[: -len(STOP_STR)]
-    return text.strip()
-
-
-def colon_rule(text: str) -> str:
-    """``text.split(':')[1]`` when a colon is present (the released scripts' truncation)."""
-    return text.split(":")[1] if ":" in text else text
+from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 
 
 def normalise_answer(text: str) -> str:
@@ -56,9 +42,15 @@ def referring_scores(
 
 
 @register_protocol("referring_cls")
-class ReferringClassification(TaskProtocol):
+class ReferringClassification(TaskProtocol[ProtocolArgs]):
+    """No arguments: the released ``lvis_paco_eval.py`` has no options."""
+
     def score(
-        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Mapping[str, Path | None]
+        self,
+        samples: Sequence[Sample],
+        texts: Mapping[str, str],
+        data: Mapping[str, Path | None],
+        context: ScoringContext | None = None,
     ) -> ScoreResult:
         raw = [texts[s.id] for s in samples]
         answers = [normalise_answer(t) for t in raw]

@@ -33,8 +33,6 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evalkit.data import ReadResult, RecordErrors, load_json, register_reader
-from evalkit.data.osprey_json import read_osprey_subset
 from evalkit.regions import Region
 
 VERSION = 1
@@ -272,16 +270,6 @@ def write_split(out: Path, split: str, n_images: int, seed: int, min_visible: in
     (out / "cls.json").write_text(json.dumps(cls_records))
 
 
-@register_reader("shapes_cls")
-def read_shapes_cls(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> ReadResult:
-    """The shapes benchmark's Osprey-format file, generated on first use unless given."""
-    split, annotations, images = split_files(data, "annotations", options)
-    errors = RecordErrors(options)
-    samples = read_osprey_subset(annotations, load_json(annotations), images, errors)
-    note = f"shapes v{VERSION} {split}: {len(samples)} regions"
-    return ReadResult(samples, [annotations], [note], errors.skipped)
-
-
 # ---------------------------------------------------------------------- canonical texts
 # The words every shapes view uses, defined once so the caption / yes-no / panoptic views and
 # the tiny model's training data agree.
@@ -309,3 +297,16 @@ def object_names(scene: dict[str, Any]) -> list[str]:
 
 def all_object_names() -> list[str]:
     return [f"{c} {s}" for c in COLOURS for s in SHAPES] + ["house"]
+
+
+def visible_object_names(scene: dict[str, Any], min_visible: int = MIN_VISIBLE) -> tuple[list[str], set[str]]:
+    """(names of objects visible enough to ask about, names of every object drawn)."""
+    visible_px = {int(k): int(v) for k, v in scene.get("visible", {}).items()}
+    shown: list[str] = []
+    drawn: set[str] = set()
+    for name, obj in zip(object_names(scene), scene["objects"], strict=True):
+        drawn.add(name)
+        ids = [p["id"] for p in obj["parts"]] if obj["shape"] == "house" else [obj["id"]]
+        if sum(visible_px.get(i, 0) for i in ids) >= min_visible and name not in shown:
+            shown.append(name)
+    return shown, drawn

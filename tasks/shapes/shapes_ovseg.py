@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from evalkit.data import ReadResult, load_json, register_reader
-from evalkit.data.coco_panoptic import read_coco_panoptic, register_data_defaults
-from evalkit.data.shapes import (
+from evalkit.readers import ReadResult, load_json, register_reader
+
+from ..ovseg.coco_panoptic import read_coco_panoptic, register_data_defaults
+from .scenes import (
     COLOURS,
     HOUSE_PARTS,
     MIN_VISIBLE,

@@ -1,0 +1,1 @@
+"""caption benchmark family: cards, reader(s), protocol and board columns."""

@@ -1,0 +1,1 @@
+"""judged benchmark family: cards, reader(s), protocol and board columns."""

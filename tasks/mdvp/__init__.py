@@ -1,0 +1,1 @@
+"""mdvp benchmark family: cards, reader(s), protocol and board columns."""

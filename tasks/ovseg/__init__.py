@@ -1,0 +1,1 @@
+"""ovseg benchmark family: cards, reader(s), protocol and board columns."""

@@ -1,0 +1,1 @@
+"""pope benchmark family: cards, reader(s), protocol and board columns."""

@@ -1,0 +1,1 @@
+"""referring_cls benchmark family: cards, reader(s), protocol and board columns."""

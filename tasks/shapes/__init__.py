@@ -1,0 +1,1 @@
+"""shapes benchmark family: cards, reader(s), protocol and board columns."""
