@@ -108,7 +108,11 @@ def _builtin_files() -> Iterator[CardFile]:
         for entry in sorted(family.iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".yaml") and not entry.name.startswith("_"):
                 yield CardFile(
-                    entry.name[:-5], f"tasks/{family.name}/{entry.name}", entry.read_text("utf-8"), family, family.name
+                    entry.name[:-5],
+                    f"tasks/{family.name}/{entry.name}",
+                    entry.read_text("utf-8"),
+                    family,
+                    family.name,
                 )
 
 

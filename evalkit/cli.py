@@ -131,7 +131,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     out = sys.stdout
     for sample in samples:
         row = sample.to_json()
-        for key, value in sample.meta.items():  # e.g. segment_id, at top level for jq/grep
+        for key, value in sample.meta.to_json().items():  # e.g. segment_id, at top level for jq/grep
             row.setdefault(key, value)
         if sample.id in requests:
             row["prompt"] = requests[sample.id].prompt

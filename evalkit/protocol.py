@@ -61,7 +61,9 @@ def validate_args(model: type[ArgsT], raw: Mapping[str, Any], where: str, protoc
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown arg {name!r} for protocol {protocol} (allowed: {allowed})")
             else:
-                problems.append(f"arg {name!r}: {err['msg']} (got {err.get('input')!r}; allowed args: {allowed})")
+                problems.append(
+                    f"arg {name!r}: {err['msg']} (got {err.get('input')!r}; allowed args: {allowed})"
+                )
         raise ConfigError(f"{where}: " + "; ".join(problems)) from exc
 
 

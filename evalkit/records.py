@@ -13,12 +13,28 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
 
 from evalkit.regions import Region
 
 REGION_PLACEHOLDER = "<region>"
 IMAGE_PLACEHOLDER = "<image>"
+
+
+class SampleInfo(BaseModel):
+    """A task family's typed per-sample payload: what its protocol reads besides ``target``
+    (the judge's question, a POPE question's text, a panoptic segment's ids). Families
+    subclass it; unknown fields are errors, so a reader and its protocol cannot drift apart."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+InfoT = TypeVar("InfoT", bound=SampleInfo)
 
 
 @dataclass
@@ -28,15 +44,23 @@ class Sample:
     regions: list[Region]
     target: Any  # the ground truth in the benchmark's own form (category string, captions...)
     image_path: str | None = None  # resolved path, when the images folder is known
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: SampleInfo = field(default_factory=SampleInfo)
+
+    def info(self, kind: type[InfoT]) -> InfoT:
+        """``meta`` as the family payload ``kind`` its protocol reads (TypeError otherwise:
+        a card that pairs a reader with another family's protocol)."""
+        if not isinstance(self.meta, kind):
+            raise TypeError(f"sample {self.id}: expected {kind.__name__}, got {type(self.meta).__name__}")
+        return self.meta
 
     def to_json(self) -> dict[str, Any]:
+        meta = self.meta.to_json()
         return {
             "id": self.id,
             "image": self.image,
             "target": self.target,
             "regions": [r.to_json() for r in self.regions],
-            **({"meta": self.meta} if self.meta else {}),
+            **({"meta": meta} if meta else {}),
         }
 
 

@@ -72,7 +72,8 @@ class Task:
         unknown = set(overrides) - set(self.card.data)
         if unknown:
             raise ConfigError(
-                f"task {self.name} has no data key(s) {sorted(unknown)}; its keys are {sorted(self.card.data)}"
+                f"task {self.name} has no data key(s) {sorted(unknown)}; "
+                f"its keys are {sorted(self.card.data)}"
             )
         root = data_root()
         out: dict[str, Path | None] = {}

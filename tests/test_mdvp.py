@@ -73,7 +73,7 @@ def test_mdvp_reader_phases_and_tokens(shared_dir: Path, tmp_path: Path) -> None
     samples = task.load_samples(data).samples
     assert len(samples) == 12 and samples[0].id == "android_QA_box/1"  # config order
     s = next(x for x in samples if x.id == "android_QA_box/2")
-    assert s.meta["domain"] == "screenshot" and s.target == "A reference answer 1."
+    assert s.meta.to_json()["domain"] == "screenshot" and s.target == "A reference answer 1."
     assert [r.box for r in s.regions] == [(11.0, 12.0, 51.0, 42.0), (60.0, 40.0, 90.5, 60.0)]
     tokens = {r.id.split("/")[0]: r.generation["max_new_tokens"] for r in task.build_requests(samples)}
     assert tokens == {

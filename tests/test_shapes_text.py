@@ -85,7 +85,7 @@ def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
     assert len(samples) > 300
     first = samples[0]
     assert first.id == "val_00000#0"
-    assert first.target == region_captions(first.meta["category"])
+    assert first.target == region_captions(first.meta.to_json()["category"])
     (request,) = task.build_requests([first])
     assert request.prompt == (
         "<image>\nThis provides an overview of the picture.\nPlease give me a short description of <region>."

@@ -15,9 +15,10 @@ import evalkit
 from evalkit.engine import distributed as dist
 from evalkit.engine.generate import generate_into_store
 from evalkit.engine.predictions_io import read_predictions, write_jsonl, write_predictions
-from evalkit.engine.store import PredictionStore, merge_stores, prediction_key
+from evalkit.engine.store import PredictionStore, adopt_previous, merge_stores, prediction_key
 from evalkit.errors import EvalkitError, PredictionsError
 from evalkit.models import Adapter
+from evalkit.protocol import ScoreResult, ScoringContext
 from evalkit.records import Sample
 from evalkit.report.results import (
     PREDICTIONS_FILE,
@@ -29,7 +30,6 @@ from evalkit.report.results import (
     now_iso,
     sha256_path,
 )
-from evalkit.protocol import ScoreResult, ScoringContext
 from evalkit.task import Task
 
 STORE_FILE = "store.sqlite"
@@ -74,6 +74,8 @@ def run_task(
     fingerprint = {"name": adapter.name, **adapter.fingerprint()}
     keys = {r.id: prediction_key(task.card_hash, r, fingerprint) for r in requests}
     output.mkdir(parents=True, exist_ok=True)
+    previous = {r.id: [prediction_key(h, r, fingerprint) for h in task.store_hashes[1:]] for r in requests}
+    adopt_previous(output / STORE_FILE, keys, previous)
     # Rows finished by any earlier run, whatever its world size, count as done.
     done = merge_stores(output, STORE_FILE, set(keys.values()), into_main=not ctx.distributed)
     mine = dist.shard(requests, ctx)

@@ -164,3 +164,24 @@ def merge_stores(folder: Path, main_name: str, keys: set[str], into_main: bool) 
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{rank_file}{suffix}").unlink(missing_ok=True)
     return found
+
+
+def adopt_previous(path: Path, current: dict[str, str], previous: dict[str, list[str]]) -> int:
+    """Rows stored under an earlier key of the same request (the card's ``previous_hashes``:
+    the same card before it was rewritten with ``include:``) copied under its current key.
+
+    ``current`` maps request id -> current key, ``previous`` request id -> earlier keys.
+    Returns how many rows were adopted; a resumed run then finds them as done.
+    """
+    wanted = {old: rid for rid, olds in previous.items() for old in olds}
+    if not wanted or not path.exists():
+        return 0
+    with PredictionStore(path) as store:
+        have = store.get_many(current.values())
+        adopted = 0
+        for old, prediction in store.get_many(wanted).items():
+            key = current[wanted[old]]
+            if key not in have and store.put(key, prediction):
+                have[key] = prediction
+                adopted += 1
+    return adopted

@@ -114,7 +114,7 @@ def _text(value: Any) -> str:
 
 
 def _category(row: Mapping[str, Any], sample: Sample | None) -> str:
-    for source in (row, sample.meta if sample else {}):
+    for source in (row, sample.meta.to_json() if sample else {}):
         if isinstance(source.get("category"), str):
             return str(source["category"])
     target = row.get("target", sample.target if sample else None)

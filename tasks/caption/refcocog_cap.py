@@ -39,7 +39,12 @@ from evalkit.readers import (
     require_path,
     segmentation_region,
 )
-from evalkit.records import Sample
+from evalkit.records import Sample, SampleInfo
+
+
+class CaptionInfo(SampleInfo):
+    image_id: int | str | None = None  # the COCO image id (shown in reports)
+    category: str | None = None  # the region's category, where the data has one (shapes)
 
 
 def references_of(target: Any) -> list[str]:
@@ -114,7 +119,7 @@ def read_osprey_captions(path: Path, raw: dict[str, Any], images: Path | None) -
                 regions=[region],
                 target=img["caption"],
                 image_path=coco_image_path(images, img["file_name"]),
-                meta={"image_id": img.get("original_img_id", img["id"])},
+                meta=CaptionInfo(image_id=img.get("original_img_id", img["id"])),
             )
         )
     return samples
@@ -211,7 +216,7 @@ def read_refer(
                 regions=[region],
                 target=_one_or_list(by_ann[ann_id]),
                 image_path=coco_image_path(images, img["file_name"]),
-                meta={"image_id": img["id"]},
+                meta=CaptionInfo(image_id=img["id"]),
             )
         )
     n_refs = sum(len(v) for v in by_ann.values())

@@ -19,8 +19,8 @@ from pathlib import Path
 from evalkit.answers import clean_decoded, colon_rule
 from evalkit.errors import DataError
 from evalkit.metrics.caption import METRICS, score_captions
-from evalkit.records import Sample
 from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.records import Sample
 
 from .refcocog_cap import references_of
 

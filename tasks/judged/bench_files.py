@@ -23,11 +23,25 @@ from evalkit.readers import (
     require_path,
     typed_field,
 )
-from evalkit.records import Sample
+from evalkit.records import Sample, SampleInfo
 from evalkit.regions import Region
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 INLINE_BOX = re.compile(r"\[" + ",".join([_NUM] * 4) + r"\]")
+
+
+class JudgedInfo(SampleInfo):
+    """What every judged protocol reads: the question as the judge sees it, and as the model
+    is asked it (with ``<region>`` placeholders)."""
+
+    question: str
+    prompt_question: str
+
+
+class JudgedQuestion(JudgedInfo):
+    category: str  # picks the judge's rule (Osprey-Bench: detailed; Ferret: refer_desc / refer_reason)
+    context: Any  # the judge's text context of the image
+    boxes_normalized: list[list[float]] | None = None  # Ferret's inline boxes
 
 
 def records_of(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -117,18 +131,24 @@ def questions_of(bench: Bench) -> Iterator[Question]:
         yield Question(qid, where, image, text, rec)
 
 
-def bench_sample(bench: Bench, q: Question, regions: list[Region], prompt_question: str, **meta: Any) -> Sample:
+def bench_sample(
+    bench: Bench,
+    q: Question,
+    regions: list[Region],
+    prompt_question: str,
+    boxes_normalized: list[list[float]] | None = None,
+) -> Sample:
     return Sample(
         id=str(q.qid),
         image=q.image,
         regions=regions,
         target=answer_of(bench.answers, bench.answers_path, q.qid),
         image_path=image_path(bench.images, q.image),
-        meta={
-            "question": q.text,
-            "prompt_question": prompt_question,
-            "category": typed_field(bench.questions, q.record, "category", str, q.where),
-            "context": bench.contexts[q.image][bench.context_key],
-            **meta,
-        },
+        meta=JudgedQuestion(
+            question=q.text,
+            prompt_question=prompt_question,
+            category=typed_field(bench.questions, q.record, "category", str, q.where),
+            context=bench.contexts[q.image][bench.context_key],
+            boxes_normalized=boxes_normalized,
+        ),
     )

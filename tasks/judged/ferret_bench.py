@@ -57,7 +57,9 @@ def read_ferret_bench(data: Mapping[str, Path | None], options: Mapping[str, Any
             if size is not None:
                 w, h = size
                 regions = [segmentation_region(osprey_path, o_rec.get("annotation"), h, w, o_where)]
-        samples.append(bench_sample(bench, q, regions, prompt_question, boxes_normalized=[list(b) for b in boxes]))
+        samples.append(
+            bench_sample(bench, q, regions, prompt_question, boxes_normalized=[list(b) for b in boxes])
+        )
     files = bench.files() + ([osprey_path] if osprey_path is not None else [])
     notes = [f"{bench.questions.name}: {len(samples)} questions, regions from {mode}"]
     if sized is None:

@@ -27,9 +27,11 @@ from evalkit.judge.client import ChatCall, ChatClient, ChatOutcome
 from evalkit.judge.prompts import judge_messages, load_rules, review_content, rule_for
 from evalkit.judge.settings import ClientSettings, judge_settings
 from evalkit.metrics.judged import ALL, GroupScore, group_scores, parse_score_pair
+from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 from evalkit.readers import require_path
 from evalkit.records import Sample
-from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+
+from .bench_files import JudgedInfo, JudgedQuestion
 
 _BRACKETED = re.compile(r"\[.*?\]")
 
@@ -66,12 +68,13 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
 
     # ------------------------------------------------------------------ requests
     def prompt_for(self, sample: Sample, prompt: str) -> str:
-        return prompt.replace("{question}", str(sample.meta.get("prompt_question", "")))
+        return prompt.replace("{question}", sample.info(JudgedInfo).prompt_question)
 
     def generation_for(self, sample: Sample, generation: dict[str, Any]) -> dict[str, Any]:
         gen = dict(generation)
-        if "max_new_tokens" not in gen and "max_new_tokens" in sample.meta:
-            gen["max_new_tokens"] = sample.meta["max_new_tokens"]  # MDVP: per phase
+        tokens = getattr(sample.meta, "max_new_tokens", None)  # MDVP: per phase
+        if "max_new_tokens" not in gen and tokens is not None:
+            gen["max_new_tokens"] = tokens
         return gen
 
     # ------------------------------------------------------------------ what the judge sees
@@ -98,7 +101,7 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
         role, prompt = rule
         return review_content(
             context,
-            str(sample.meta["question"]),
+            sample.info(JudgedInfo).question,
             str(sample.target),
             answer,
             prompt,
@@ -110,7 +113,7 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
         raise NotImplementedError
 
     def groups(self, sample: Sample) -> list[str]:
-        return [str(sample.meta.get("category", ""))]
+        return [sample.info(JudgedQuestion).category]
 
     def extra_deviations(self) -> list[str]:
         return []
@@ -174,7 +177,7 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
                     "groups": groups,
                     "status": status,
                     "scores": list(pair) if pair is not None else None,
-                    "question": s.meta.get("question"),
+                    "question": s.info(JudgedInfo).question,
                     "prediction": texts[s.id],
                     "judged_answer": answers[s.id],
                     "reference_answer": s.target,
@@ -252,6 +255,7 @@ class TextJudgedReview(JudgedProtocol):
     the rule is picked by the question's category."""
 
     def judge_call(self, sample: Sample, answer: str) -> ChatCall:
-        rule = self.rule(str(sample.meta["category"]))
-        content = self.review(sample, answer, str(sample.meta["context"]), rule)
+        info = sample.info(JudgedQuestion)
+        rule = self.rule(info.category)
+        content = self.review(sample, answer, str(info.context), rule)
         return ChatCall(sample.id, judge_messages(content), self.params())

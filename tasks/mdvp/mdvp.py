@@ -23,10 +23,21 @@ from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
 
+from ..judged.bench_files import JudgedInfo
+
 MARKER = "MDVP-Bench/"
 KINDS = {"box": "bbox", "point": "points"}
 
+
 # The judge's context sentence per domain (MDVP ``eval_gpt.py``).
+class MdvpQuestion(JudgedInfo):
+    phase: str  # the config's phase (android_box, natural_point, ...)
+    task: str
+    domain: str  # natural, ocr, multipanel or screenshot: picks the judge's context sentence
+    max_new_tokens: int  # the phase's generation budget from the config
+    vp: Any  # the visual prompt as the file gives it
+
+
 DOMAIN_CONTEXT = {
     "natural": "The image is a natural image.",
     "ocr": "The image contains text, and the user wishes to know the content of the text.",
@@ -133,15 +144,15 @@ def read_mdvp(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> Re
                     regions=_regions(path, rec, field, w, h, where),
                     target=answer,
                     image_path=str(img),
-                    meta={
-                        "phase": phase,
-                        "task": task,
-                        "domain": domain,
-                        "question": question,
-                        "prompt_question": question,
-                        "max_new_tokens": tokens,
-                        "vp": rec[field],
-                    },
+                    meta=MdvpQuestion(
+                        question=question,
+                        prompt_question=question,
+                        phase=phase,
+                        task=task,
+                        domain=domain,
+                        max_new_tokens=tokens,
+                        vp=rec[field],
+                    ),
                 )
             )
     note = f"MDVP-Bench {kind}: {len(phases)} phases, {len(samples)} questions"

@@ -14,12 +14,12 @@ from typing import Literal
 from evalkit.errors import DataError
 from evalkit.judge.client import ChatCall
 from evalkit.judge.prompts import judge_messages
+from evalkit.protocol import register_protocol
 from evalkit.records import Sample
 from evalkit.render import marks_png
-from evalkit.protocol import register_protocol
 
 from ..judged.judged_review import JudgedArgs, JudgedProtocol
-from .mdvp import DOMAIN_CONTEXT
+from .mdvp import DOMAIN_CONTEXT, MdvpQuestion
 
 
 class MdvpArgs(JudgedArgs):
@@ -42,7 +42,7 @@ class MdvpReview(JudgedProtocol):
         self.mdvp_rule = self.rule(self.mdvp_args.rule)  # one rule for all
 
     def judge_call(self, sample: Sample, answer: str) -> ChatCall:
-        context = DOMAIN_CONTEXT[str(sample.meta["domain"])]
+        context = DOMAIN_CONTEXT[sample.info(MdvpQuestion).domain]
         content = self.review(sample, answer, context, self.mdvp_rule)
         if sample.image_path is None:
             raise DataError(f"<sample {sample.id}>", "the MDVP judge needs the image (--data images=DIR)")
@@ -54,7 +54,8 @@ class MdvpReview(JudgedProtocol):
         return ChatCall(sample.id, judge_messages(content, png, detail), self.params())
 
     def groups(self, sample: Sample) -> list[str]:
-        return [str(sample.meta["phase"]), str(sample.meta["domain"])]
+        info = sample.info(MdvpQuestion)
+        return [info.phase, info.domain]
 
     def extra_deviations(self) -> list[str]:
         return [

@@ -31,7 +31,7 @@ from PIL import Image
 from evalkit.errors import DataError
 from evalkit.metrics.panoptic import Segment
 from evalkit.readers import ReadResult, load_json, register_reader, require_path
-from evalkit.records import Sample
+from evalkit.records import Sample, SampleInfo
 from evalkit.regions import Region
 
 MAX_QUERIES = 300  # the reference's num_queries: ids beyond are never asked about
@@ -337,16 +337,26 @@ def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool)
                     regions=[regions[sid]] if with_regions else [],
                     target=category.name,
                     image_path=str(images / image) if images is not None else None,
-                    meta={
-                        "image_id": ann.image_id,
-                        "segment_id": sid,
-                        "category_id": category.id,
-                        "isthing": category.isthing,
-                        "iscrowd": by_seg[sid].iscrowd,
-                    },
+                    meta=SegmentInfo(
+                        image_id=ann.image_id,
+                        segment_id=sid,
+                        category_id=category.id,
+                        isthing=category.isthing,
+                        iscrowd=by_seg[sid].iscrowd,
+                    ),
                 )
             )
     return samples
+
+
+class SegmentInfo(SampleInfo):
+    """A panoptic segment's ids, as its PNG and JSON give them."""
+
+    image_id: int | str
+    segment_id: int
+    category_id: int
+    isthing: bool
+    iscrowd: int
 
 
 @register_reader("coco_panoptic")

@@ -27,13 +27,14 @@ from evalkit.metrics.instance import InstanceImage, coco_segm_ap
 from evalkit.metrics.ovseg_assembly import AssembledImage, assemble, class_cosines
 from evalkit.metrics.panoptic import PanopticImage, Segment, panoptic_quality
 from evalkit.metrics.semseg import semseg_metrics
+from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 from evalkit.readers import load_json, require_path
 from evalkit.records import Sample
-from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 
 from .coco_panoptic import (
     PanopticAnnotation,
     PanopticSet,
+    SegmentInfo,
     SegmentMap,
     complete_data,
     load_panoptic_set,
@@ -268,7 +269,7 @@ class OpenVocabSegmentation(TaskProtocol[OvsegArgs]):
             {
                 "id": s.id,
                 "image": s.image,
-                "segment_id": s.meta.get("segment_id"),
+                "segment_id": s.info(SegmentInfo).segment_id,
                 "prediction": texts[s.id],
                 "target": s.target,
                 "predicted_class": vocab.synonyms[int(predicted_class[k])][0].strip(),

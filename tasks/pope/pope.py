@@ -14,13 +14,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 from evalkit.answers import drop_stop
 from evalkit.metrics.pope import pope_answer, pope_metrics
-from evalkit.records import Sample
 from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.records import Sample
+
+from .pope_questions import PopeQuestion
 
 QUESTION_FIELD = "{text}"
 
@@ -41,7 +43,7 @@ class Pope(TaskProtocol[PopeArgs]):
     Args = PopeArgs
 
     def prompt_for(self, sample: Sample, prompt: str) -> str:
-        return render_question(prompt, str(sample.meta.get("text", "")))
+        return render_question(prompt, sample.info(PopeQuestion).text)
 
     def score(
         self,
@@ -78,7 +80,7 @@ class Pope(TaskProtocol[PopeArgs]):
             {
                 "id": s.id,
                 "image": s.image,
-                "question": s.meta.get("text"),
+                "question": s.info(PopeQuestion).text,
                 "prediction": r,
                 "answer": a,
                 "label": y,

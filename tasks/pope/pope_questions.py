@@ -25,7 +25,7 @@ from evalkit.readers import (
     require_path,
     typed_field,
 )
-from evalkit.records import Sample
+from evalkit.records import Sample, SampleInfo
 from evalkit.report.results import sha256_path
 
 # Every revision of the COCO question files in RUCAIBox/POPE's git history:
@@ -142,10 +142,14 @@ def read_questions(path: Path, images: Path | None) -> list[Sample]:
                 regions=[],
                 target=obj["label"],
                 image_path=coco_image_path(images, image),
-                meta={"text": text},
+                meta=PopeQuestion(text=text),
             )
         )
     return samples
+
+
+class PopeQuestion(SampleInfo):
+    text: str  # the question asked ("Is there a X in the image?")
 
 
 @register_reader("pope_questions")

@@ -19,8 +19,8 @@ import numpy as np
 from evalkit.answers import clean_decoded, colon_rule
 from evalkit.metrics.embeddings import minilm
 from evalkit.metrics.semantic import Encoder, semantic_iou, semantic_similarity
-from evalkit.records import Sample
 from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.records import Sample
 
 
 def normalise_answer(text: str) -> str:

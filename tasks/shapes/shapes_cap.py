@@ -13,6 +13,7 @@ from typing import Any
 
 from evalkit.readers import ReadResult, load_json, register_reader
 
+from ..caption.refcocog_cap import CaptionInfo
 from ..referring_cls.osprey_json import read_osprey_subset
 from .scenes import VERSION, region_captions, split_files
 
@@ -23,7 +24,7 @@ def read_shapes_cap(data: Mapping[str, Path | None], options: Mapping[str, Any])
     samples = read_osprey_subset(path, load_json(path), images)
     for sample in samples:
         category = str(sample.target)
-        sample.meta["category"] = category
+        sample.meta = CaptionInfo(category=category)
         sample.target = region_captions(category)
     note = f"shapes v{VERSION} {split}: {len(samples)} regions, references = region_captions(category)"
     return ReadResult(samples, [path], [note])

@@ -21,6 +21,7 @@ from evalkit.errors import DataError
 from evalkit.readers import ReadResult, image_path, load_json, register_reader
 from evalkit.records import Sample
 
+from ..pope.pope_questions import PopeQuestion
 from .scenes import VERSION, all_object_names, split_files, visible_object_names
 
 POPE_QUESTION = "Is there a {name} in the image?"
@@ -59,7 +60,7 @@ def read_shapes_pope(data: Mapping[str, Path | None], options: Mapping[str, Any]
                     regions=[],
                     target=label,
                     image_path=image_path(images, file_name),
-                    meta={"text": POPE_QUESTION.format(name=name)},
+                    meta=PopeQuestion(text=POPE_QUESTION.format(name=name)),
                 )
             )
     n_yes = sum(1 for s in samples if s.target == "yes")
