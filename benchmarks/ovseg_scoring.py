@@ -84,12 +84,12 @@ def run_evalkit(paths: dict[str, Path], texts: dict[str, str]) -> tuple[dict[str
 def run_reference(
     paths: dict[str, Path], texts: dict[str, str], encoder: object
 ) -> tuple[dict[str, float], float, float]:
+    from evalkit.tasks.ovseg.coco_panoptic import load_panoptic_set, read_segment_map, read_vocabulary
     from panopticapi.evaluation import pq_compute_single_core
     from panopticapi.utils import id2rgb
     from PIL import Image
     from pycocotools import mask as mask_utils
 
-    from evalkit.tasks.ovseg.coco_panoptic import load_panoptic_set, read_segment_map, read_vocabulary
     from evalkit.answers import clean_decoded
     from evalkit.metrics.ovseg_assembly import assemble, class_cosines
 
@@ -201,6 +201,7 @@ def main() -> int:
         row = json.loads(line)
         texts[row["id"]] = row["text"]
     import evalkit.tasks.ovseg.ovseg as ovseg
+
     from evalkit.metrics.embeddings import minilm
 
     encoder = minilm() if args.minilm else fake_encoder

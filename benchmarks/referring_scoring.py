@@ -105,11 +105,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--reference-subset", type=int, default=300)
     args = parser.parse_args()
+    from evalkit.tasks.referring_cls.referring_cls import normalise_answer, normalise_category
     from sentence_transformers import util
 
     from evalkit.engine.runner import score_file
     from evalkit.metrics.embeddings import minilm
-    from evalkit.tasks.referring_cls.referring_cls import normalise_answer, normalise_category
     from evalkit.task import get_task
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,6 +34,7 @@ def _bucket(sample_id: str, salt: str, n: int) -> int:
 
 def replay_answers(style: str) -> list[dict[str, str]]:
     from evalkit.tasks.shapes.scenes import COLOURS, SHAPES, category_phrase
+
     from evalkit.task import get_task
 
     task = get_task("shapes_cls")

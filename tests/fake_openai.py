@@ -38,7 +38,7 @@ def text_of(messages: list[dict[str, Any]]) -> str:
 
 
 def images_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for m in messages:
         if isinstance(m.get("content"), list):
             out.extend(c["image_url"] for c in m["content"] if c.get("type") == "image_url")

@@ -26,7 +26,7 @@ NUM_QUERIES = 300
 def rgb2id_file(path: Path) -> np.ndarray:
     from panopticapi.utils import rgb2id
 
-    return rgb2id(np.array(Image.open(path), dtype=np.uint32))  # type: ignore[no-any-return]
+    return rgb2id(np.array(Image.open(path), dtype=np.uint32))
 
 
 @dataclass
@@ -215,7 +215,7 @@ def detectron2_miou(conf: np.ndarray) -> float:
 def _id2rgb(ids: np.ndarray) -> np.ndarray:
     from panopticapi.utils import id2rgb
 
-    return id2rgb(ids.astype(np.int64))  # type: ignore[no-any-return]
+    return id2rgb(ids.astype(np.int64))
 
 
 def derived_instances(pan_json: Path, pan_root: Path) -> dict[str, Any]:

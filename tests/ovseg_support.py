@@ -179,7 +179,7 @@ def _rle(mask: np.ndarray) -> dict[str, Any]:
 
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode()
-    return rle  # type: ignore[no-any-return]
+    return rle
 
 
 def _bbox(mask: np.ndarray) -> list[int]:

@@ -56,6 +56,7 @@ def test_readers_on_the_released_files(shared_dir: Path, tmp_path: Path) -> None
     assert len(box_samples) == 40
     two = box_samples["21"]
     assert [r.kind for r in two.regions] == ["box", "box"]
+    assert two.image is not None
     w, h = Image.open(images / two.image).size
     assert two.regions[0].box == pytest.approx((0.838 * w, 0.774 * h, 0.994 * w, 0.974 * h))
     assert box.build_requests([two])[0].prompt.count("<region>") == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,15 +87,18 @@ def test_panoptic_quality_equals_panopticapi(tmp_path: Path, seed: int) -> None:
         pred_area = dict(zip(*np.unique(pred_map, return_counts=True), strict=True))
         images.append(
             PanopticImage(
-                [Segment(s["id"], s["category_id"], s["area"], bool(s["iscrowd"])) for s in gt_segs],
-                [Segment(s["id"], s["category_id"], int(pred_area[s["id"]])) for s in pred_segs],
+                [
+                    Segment(int(s["id"]), int(s["category_id"]), int(s["area"]), bool(s["iscrowd"]))
+                    for s in gt_segs
+                ],
+                [Segment(int(s["id"]), int(s["category_id"]), int(pred_area[s["id"]])) for s in pred_segs],
                 intersections_from_maps(gt_map, pred_map),
             )
         )
-    categories = {c["id"]: c for c in CATEGORIES}
+    categories = {int(c["id"]): c for c in CATEGORIES}
     with contextlib.redirect_stdout(io.StringIO()):
         stat = pq_compute_single_core(0, pairs, str(tmp_path), str(tmp_path), categories)
-    ours = panoptic_quality(images, {c["id"]: c["isthing"] == 1 for c in CATEGORIES})
+    ours = panoptic_quality(images, {int(c["id"]): c["isthing"] == 1 for c in CATEGORIES})
     for split, isthing in (("all", None), ("things", True), ("stuff", False)):
         ref, per_class = stat.pq_average(categories, isthing=isthing)
         for key in ("pq", "sq", "rq", "n"):
@@ -240,7 +244,7 @@ def test_assembly_merges_stuff_and_cuts_top_100() -> None:
 
 
 def test_class_cosines_take_the_best_synonym() -> None:
-    def encoder(texts: list[str]) -> np.ndarray:
+    def encoder(texts: Sequence[str]) -> np.ndarray:
         table = {
             "a car": [1.0, 0.0],
             "There is a car in the scene.": [0.8, 0.6],

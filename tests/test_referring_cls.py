@@ -8,6 +8,7 @@ running sums) so evalkit's batched scorer is checked against it on the same outp
 
 import json
 
+import numpy as np
 import pytest
 from evalkit.tasks.referring_cls.referring_cls import normalise_answer, normalise_category
 from sentence_transformers import util
@@ -77,7 +78,7 @@ def test_normalisation_matches_the_reference_rules():
 
 def test_semantic_similarity_hand_computed_with_a_toy_encoder():
     table = {"a": [1.0, 0.0], "b": [0.0, 2.0], "c": [3.0, 3.0]}
-    sims = semantic_similarity(["a", "a", "c"], ["a", "b", "b"], lambda xs: [table[x] for x in xs])
+    sims = semantic_similarity(["a", "a", "c"], ["a", "b", "b"], lambda xs: np.array([table[x] for x in xs]))
     assert sims.tolist() == pytest.approx([1.0, 0.0, 2**-0.5])
 
 

@@ -18,10 +18,12 @@ def test_rle_round_trip_and_uncompressed_rle():
     mask = np.zeros((7, 9), np.uint8)
     mask[2:5, 3:8] = 1
     region = Region.from_mask(mask)
-    np.testing.assert_array_equal(Region.from_rle(region.rle, 7, 9).to_mask(), mask)
+    np.testing.assert_array_equal(Region.from_rle(region.rle or {}, 7, 9).to_mask(), mask)
     # Uncompressed RLE (column-major run lengths) as COCO writes crowd masks.
     flat = mask.flatten(order="F")
-    counts, last, run = [], 0, 0
+    counts: list[int] = []
+    last: object = 0  # then the mask's numpy values
+    run = 0
     for v in flat:
         if v != last:
             counts.append(run)
