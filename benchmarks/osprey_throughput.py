@@ -76,7 +76,7 @@ def lvis_style_requests(directory: Path, n_images: int, per_image: int, max_new:
 
 def random_7b(device: str, layers: int) -> tuple[OspreyModel, OspreyTokenizer]:
     """Osprey-7B's shapes (LLaMA-7B decoder, ConvNeXt-L at 512²), random weights, bf16."""
-    from evalkit.models.osprey.tiny import base_corpus, build_tokenizer
+    from evalkit.models.osprey.training.tiny import base_corpus, build_tokenizer
 
     tokenizer = OspreyTokenizer.wrap(build_tokenizer([*base_corpus(), LVIS_PROMPT], vocab_size=300))
     raw = {

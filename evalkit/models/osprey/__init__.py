@@ -2,7 +2,7 @@
 
 * ``osprey7b`` / ``osprey-chat-7b`` — official checkpoints, ``--model-args path=DIR``;
 * ``osprey-tiny`` — the small Osprey bundled with evalkit, trained on the shapes benchmark
-  by ``python -m evalkit.models.osprey.train_tiny``.
+  by ``python -m evalkit.models.osprey.training.train_tiny``.
 
 torch and transformers are imported only when an adapter is built, so listing models and
 tasks stays fast.

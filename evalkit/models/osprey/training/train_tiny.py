@@ -1,6 +1,6 @@
 """Train the bundled tiny Osprey from scratch on the shapes train split.
 
-    python -m evalkit.models.osprey.train_tiny [--out evalkit/assets/osprey_tiny]
+    python -m evalkit.models.osprey.training.train_tiny [--out evalkit/assets/osprey_tiny]
 
 Seeded and single-process: on 2 CPU cores it reproduces the bundled weights (up to
 floating-point differences between machines) in well under 20 minutes. The model is the
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.data.shapes import ensure_shapes
+from evalkit.models.osprey import bundled_tiny_path
 from evalkit.models.osprey.checkpoint import save_official
 from evalkit.models.osprey.mask_extractor import PreparedMasks
 from evalkit.models.osprey.modeling import OspreyModel
@@ -39,8 +40,8 @@ from evalkit.models.osprey.prompting import (
     IMAGE_SENTINEL,
     OspreyTokenizer,
 )
-from evalkit.models.osprey.tiny import build_tokenizer, make_tiny_config
-from evalkit.models.osprey.tiny_data import (
+from evalkit.models.osprey.training.tiny import build_tokenizer, make_tiny_config
+from evalkit.models.osprey.training.tiny_data import (
     ShapesTrainData,
     Tokens,
     conversation,
@@ -324,9 +325,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    here = Path(__file__).resolve().parents[2] / "assets" / "osprey_tiny"
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(here), help="output checkpoint directory")
+    p.add_argument("--out", default=str(bundled_tiny_path()), help="output checkpoint directory")
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16, help="images per step")
     p.add_argument("--max-turns", type=int, default=6)

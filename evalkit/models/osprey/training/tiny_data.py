@@ -24,7 +24,7 @@ from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.preprocess import preprocess_image
 from evalkit.models.osprey.prompting import OspreyTokenizer, open_turn, osprey_question, render_prompt
-from evalkit.models.osprey.tiny import base_corpus
+from evalkit.models.osprey.training.tiny import base_corpus
 from evalkit.regions import Region
 
 OVERVIEW = "<image>\nThis provides an overview of the picture.\n"
