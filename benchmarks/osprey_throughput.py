@@ -198,7 +198,7 @@ def main() -> int:
                 )
             fh.write(
                 f"| {device} | {args.layers}-layer 7B shape, bf16 | {len(requests)} regions / "
-                f"{args.images} images | {fast_rate:.1f} | {ref_rate:.2f} | {speedup:.1f}x | "
+                f"{args.images} images | {cascade_rate:.1f} | {ref_rate:.2f} | {speedup:.1f}x | "
                 f"{same}/{len(reference_requests)} |\n"
             )
     print(f"speedup_vs_reference_loop={speedup:.2f}")

@@ -45,7 +45,7 @@ def test_two_region_prompt_token_ids():
     # Deterministic, and the prompt cache changes nothing: a fresh tokenizer (empty cache)
     # and the uncached tokenisation give the same ids.
     assert ids == tiny_tokenizer().encode_prompt(render_prompt(TWO_REGION_PROMPT))
-    assert ids == tok._encode_prompt(render_prompt(TWO_REGION_PROMPT))
+    assert ids == tok.encode_prompt_uncached(render_prompt(TWO_REGION_PROMPT))
 
 
 def test_preprocess_matches_transformers_clip_processor():

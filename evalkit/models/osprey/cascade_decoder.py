@@ -35,6 +35,9 @@ import torch
 import torch.nn.functional as F
 
 Need = Literal["none", "last", "all"]
+# A RowKV buffer that must grow (decoding past its reserve) gains at least this many
+# positions, and otherwise doubles: appending a token is amortised O(1).
+MIN_GROWTH_TOKENS = 16
 
 
 @dataclass
@@ -90,7 +93,7 @@ class RowKV:
         if new_len > old_k.shape[2]:
             grown = []
             for old, new in ((old_k, keys), (old_v, values)):
-                room = self.reserve if self.length == 0 else max(16, new_len)
+                room = self.reserve if self.length == 0 else max(MIN_GROWTH_TOKENS, new_len)
                 buffer = new.new_empty((*new.shape[:2], new_len + room, new.shape[3]))
                 buffer[:, :, : self.length] = old[:, :, : self.length]
                 grown.append(buffer)
