@@ -50,7 +50,5 @@ def generate_naive(
     if do_sample:
         torch.manual_seed(job.seed)
     attention = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-    out = model.llm.generate(  # type: ignore[misc]
-        inputs_embeds=embeds, attention_mask=attention, generation_config=config
-    )
+    out = model.llm.generate(inputs_embeds=embeds, attention_mask=attention, generation_config=config)
     return Finished(job, [int(t) for t in out[0].tolist()])
