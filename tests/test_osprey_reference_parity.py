@@ -18,7 +18,7 @@ The full-model tests load the official state dict through evalkit's own loader
 (:func:`load_osprey`, official -> internal key mapping), encode and splice the same inputs
 with the functions the adapter uses (:func:`encode_batch`, :func:`embed_rows`) and compare
 every stage: trunk features, image tokens, mask/position tokens, decoder input, logits (the
-transformers forward and the fast path's lean decoder).
+transformers forward and the cascade path's lean decoder).
 """
 
 from __future__ import annotations

@@ -6,6 +6,21 @@
 
 torch and transformers are imported only when an adapter is built, so listing models and
 tasks stays fast.
+
+Modules, in the order one request meets them:
+
+* ``config`` — ``config.json`` (LLaMA keys + ``mm_*``) and the vision sizes;
+* ``checkpoint`` — official-layout checkpoints in (zero missing keys) and out;
+* ``preprocess`` / ``prompting`` — the eval scripts' image preprocessing, the ``osprey_v1``
+  template and tokenisation;
+* ``convnext``, ``mask_extractor``, ``modeling`` — the model; ``OspreyModel.forward`` is
+  the reference computation, top to bottom;
+* ``generation`` — requests as jobs and next-token choice, shared by
+* ``generate_naive`` (one request per ``generate``: the reference loop) and
+  ``generate_cascade`` + ``cascade_decoder`` (a batch decoded over shared prefixes);
+* ``adapter`` — requests in, predictions out.
+
+Training the bundled tiny model lives in ``training/``; nothing here imports it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A lean LLaMA forward for batched decoding over shared prefixes (cascade attention).
 
-The fast path decodes many requests that share a long prefix: every region question about
-one image starts with the same system prompt, image tokens and fixed text. Copying that
+The cascade path (:mod:`evalkit.models.osprey.generate_cascade`) decodes many requests
+that share a long prefix: every region question about one image starts with the same
+system prompt, image tokens and fixed text. Copying that
 prefix's keys and values into every batch row (what a per-row KV cache must do) costs
 memory and bandwidth in proportion to rows x prefix length; at 7B with 1,024 image tokens
 it is ~0.6 GB per row. Here the prefix is stored once per *group* (an image) and attended
