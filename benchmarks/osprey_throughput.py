@@ -1,4 +1,4 @@
-"""Osprey throughput: evalkit's fast path vs the official one-region-per-``generate`` loop.
+"""Osprey throughput: evalkit's cascade path vs the official one-region-per-``generate`` loop.
 
     python benchmarks/osprey_throughput.py            # CPU, the bundled tiny Osprey, shapes val
     python benchmarks/osprey_throughput.py --gpu      # CUDA: 7B-shaped random model in bf16,
@@ -76,7 +76,7 @@ def lvis_style_requests(directory: Path, n_images: int, per_image: int, max_new:
 
 def random_7b(device: str, layers: int) -> tuple[OspreyModel, OspreyTokenizer]:
     """Osprey-7B's shapes (LLaMA-7B decoder, ConvNeXt-L at 512²), random weights, bf16."""
-    from evalkit.models.osprey.tiny import base_corpus, build_tokenizer
+    from evalkit.models.osprey.training.tiny import base_corpus, build_tokenizer
 
     tokenizer = OspreyTokenizer.wrap(build_tokenizer([*base_corpus(), LVIS_PROMPT], vocab_size=300))
     raw = {
@@ -161,31 +161,31 @@ def main() -> int:
         model, tokenizer = random_7b("cuda", args.layers)
         requests = lvis_style_requests(Path(tmp.name), args.images, args.per_image, args.max_new_tokens)
         reference_requests = requests[: args.reference_limit]
-        fast = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, args.batch_size or 64)
+        cascade = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, args.batch_size or 64)
         naive = OspreyAdapter.from_parts("osprey-7b-random", model, tokenizer, 1, mode="naive")
-        timed(fast, requests[:8])  # warm-up (kernels, allocator)
+        timed(cascade, requests[:8])  # warm-up (kernels, allocator)
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         requests = shapes_requests(args.regions)
         reference_requests = requests
-        fast = OspreyAdapter("osprey-tiny", args.path, device="cpu", batch_size=args.batch_size)
+        cascade = OspreyAdapter("osprey-tiny", args.path, device="cpu", batch_size=args.batch_size)
         naive = OspreyAdapter("osprey-tiny", args.path, device="cpu", mode="naive")
-    fast_s, fast_out = timed(fast, requests, args.repeats)
+    cascade_s, cascade_out = timed(cascade, requests, args.repeats)
     ref_s, ref_out = timed(naive, reference_requests, 1 if args.gpu else args.repeats)
-    same = sum(fast_out[r.id] == ref_out[r.id] for r in reference_requests)
-    fast_rate, ref_rate = len(requests) / fast_s, len(reference_requests) / ref_s
+    same = sum(cascade_out[r.id] == ref_out[r.id] for r in reference_requests)
+    cascade_rate, ref_rate = len(requests) / cascade_s, len(reference_requests) / ref_s
     device = torch.cuda.get_device_name() if args.gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {device}")
     print(
-        f"evalkit fast path: {len(requests)} regions on {len({r.image_path for r in requests})} "
-        f"images in {fast_s:.2f}s = {fast_rate:.1f} regions/s"
+        f"evalkit cascade path: {len(requests)} regions on {len({r.image_path for r in requests})} "
+        f"images in {cascade_s:.2f}s = {cascade_rate:.1f} regions/s"
     )
     print(f"reference loop:    {len(reference_requests)} regions in {ref_s:.2f}s = {ref_rate:.2f} regions/s")
     print(f"identical greedy outputs: {same}/{len(reference_requests)}")
     if not args.gpu and same != len(reference_requests):
-        print("fast path and reference loop disagree (fp32 must be token-identical)", file=sys.stderr)
+        print("cascade path and reference loop disagree (fp32 must be token-identical)", file=sys.stderr)
         return 1
-    speedup = fast_rate / ref_rate
+    speedup = cascade_rate / ref_rate
     if args.results is not None:
         new_file = not args.results.exists()
         with args.results.open("a") as fh:
@@ -198,7 +198,7 @@ def main() -> int:
                 )
             fh.write(
                 f"| {device} | {args.layers}-layer 7B shape, bf16 | {len(requests)} regions / "
-                f"{args.images} images | {fast_rate:.1f} | {ref_rate:.2f} | {speedup:.1f}x | "
+                f"{args.images} images | {cascade_rate:.1f} | {ref_rate:.2f} | {speedup:.1f}x | "
                 f"{same}/{len(reference_requests)} |\n"
             )
     print(f"speedup_vs_reference_loop={speedup:.2f}")

@@ -11,7 +11,7 @@ from PIL import Image
 from evalkit.models.osprey.config import OspreyConfig, VisionSpec, tiny_config
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.prompting import OspreyTokenizer, render_prompt
-from evalkit.models.osprey.tiny import base_corpus, build_tokenizer
+from evalkit.models.osprey.training.tiny import base_corpus, build_tokenizer
 from evalkit.regions import Region
 
 CLS_PROMPT = (

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from evalkit.models.osprey.decoder import Grouping, RowKV, SharedKV, decode_forward
+from evalkit.models.osprey.cascade_decoder import Grouping, RowKV, SharedKV, decode_forward
 
 
 def llama(kv_heads: int) -> LlamaForCausalLM:

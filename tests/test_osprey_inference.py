@@ -1,4 +1,4 @@
-"""Osprey generation: the fast batched path gives the naive path's tokens exactly."""
+"""Osprey generation: the cascade path gives the naive path's tokens exactly."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, requests: list[Request]
     save_official(model, directory, directory / "tok.json")
     # Make </s> take the place of a token that some rows emit mid-answer, so that rows
     # stop at different steps.
-    first = run(directory, requests, mode="fast")
+    first = run(directory, requests, mode="cascade")
     n = len(first)
     for step in range(2, MAX_NEW):
         counts = Counter(v[step] for v in first.values())
@@ -95,7 +95,7 @@ def run(checkpoint: Path, requests: list[Request], **args: str | int) -> dict[st
     return {p.request_id: list(p.token_ids or []) for p in preds}
 
 
-def test_fast_path_is_token_identical_to_naive(checkpoint: Path, requests: list[Request]) -> None:
+def test_cascade_path_is_token_identical_to_naive(checkpoint: Path, requests: list[Request]) -> None:
     naive = run(checkpoint, requests, mode="naive")
     eos = tiny_tokenizer().eos_id
     lengths = [len(v) for v in naive.values()]
@@ -103,8 +103,8 @@ def test_fast_path_is_token_identical_to_naive(checkpoint: Path, requests: list[
     assert any(v[-1] == eos and len(v) < MAX_NEW for v in naive.values()), naive
     assert MAX_NEW in lengths and len(naive["r7"]) <= 3
     for batch_size in (1, 3, 32):
-        fast = run(checkpoint, requests, mode="fast", batch_size=batch_size)
-        assert fast == naive, f"batch_size={batch_size}"
+        cascade = run(checkpoint, requests, mode="cascade", batch_size=batch_size)
+        assert cascade == naive, f"batch_size={batch_size}"
 
 
 def test_batches_group_requests_by_image(checkpoint: Path, requests: list[Request]) -> None:

@@ -45,7 +45,7 @@ def test_two_region_prompt_token_ids():
     # Deterministic, and the prompt cache changes nothing: a fresh tokenizer (empty cache)
     # and the uncached tokenisation give the same ids.
     assert ids == tiny_tokenizer().encode_prompt(render_prompt(TWO_REGION_PROMPT))
-    assert ids == tok._encode_prompt(render_prompt(TWO_REGION_PROMPT))
+    assert ids == tok.encode_prompt_uncached(render_prompt(TWO_REGION_PROMPT))
 
 
 def test_preprocess_matches_transformers_clip_processor():
@@ -158,3 +158,38 @@ def test_unknown_model_args_are_refused_naming_the_known_ones():
     for key in ("path", "clip", "device", "dtype", "batch_size", "mode"):
         assert key in str(info.value)
     assert "'bogus'" in str(info.value) and "self" not in str(info.value)
+
+
+@torch.inference_mode()
+def test_forward_is_the_reference_path_the_cascade_splices_alike():
+    """``OspreyModel.forward`` (trunk -> region tokens -> projector -> splice -> LLaMA) gives
+    the transformers logits of the cascade path's spliced input, bit for bit."""
+    from evalkit.models.osprey.generate_cascade import embed_rows, encode_batch, position_entries
+    from evalkit.models.osprey.generation import Job
+    from tests.osprey_helpers import tiny_model
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer)
+    size = model.config.vision.image_size
+    image = torch.randn(3, size, size, generator=torch.Generator().manual_seed(2))
+    masks = torch.zeros(2, 40, 50)
+    masks[0, 5:30, 5:20] = 1
+    masks[1, 20:40, 10:50] = 1
+    ids = tokenizer.encode_prompt(render_prompt(TWO_REGION_PROMPT))
+    assert ids.count(IMAGE_SENTINEL) == 1
+    embeds = model.embed_inputs(
+        torch.tensor(ids)[None], image[None], [masks], tokenizer.mask_id, tokenizer.pos_id
+    )
+
+    job = Job(None, "", ids, "image", ["a", "b"], 1, 0.0, 0)  # type: ignore[arg-type]
+    enc = encode_batch(model, {"image": image}, {"image": {"a": masks[0], "b": masks[1]}})
+    entries = position_entries(job, tokenizer, enc.image_tokens.shape[1])
+    spliced, valid = embed_rows(model, [(entries, job)], enc)
+    assert bool(valid.all()) and embeds.shape == spliced.shape
+    assert torch.equal(embeds, spliced)
+    logits = model(torch.tensor(ids)[None], image[None], [masks], tokenizer.mask_id, tokenizer.pos_id)
+    assert torch.equal(logits, model.llm(inputs_embeds=spliced).logits)
+    with pytest.raises(ValueError, match="mask"):
+        model.embed_inputs(
+            torch.tensor(ids)[None], image[None], [masks[:1]], tokenizer.mask_id, tokenizer.pos_id
+        )

@@ -18,7 +18,7 @@ The full-model tests load the official state dict through evalkit's own loader
 (:func:`load_osprey`, official -> internal key mapping), encode and splice the same inputs
 with the functions the adapter uses (:func:`encode_batch`, :func:`embed_rows`) and compare
 every stage: trunk features, image tokens, mask/position tokens, decoder input, logits (the
-transformers forward and the fast path's lean decoder).
+transformers forward and the cascade path's lean decoder).
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from typing import Any
 import pytest
 import torch
 
+from evalkit.models.osprey.cascade_decoder import RowKV, decode_forward
 from evalkit.models.osprey.checkpoint import LoadReport, load_osprey
-from evalkit.models.osprey.decoder import RowKV, decode_forward
-from evalkit.models.osprey.inference import Job, embed_rows, encode_batch, position_entries
+from evalkit.models.osprey.generate_cascade import embed_rows, encode_batch, position_entries
+from evalkit.models.osprey.generation import Job
 from evalkit.models.osprey.mask_extractor import MaskExtractor, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.prompting import IMAGE_SENTINEL, OspreyTokenizer, osprey_question, render_prompt

@@ -2,10 +2,25 @@
 
 * ``osprey7b`` / ``osprey-chat-7b`` — official checkpoints, ``--model-args path=DIR``;
 * ``osprey-tiny`` — the small Osprey bundled with evalkit, trained on the shapes benchmark
-  by ``python -m evalkit.models.osprey.train_tiny``.
+  by ``python -m evalkit.models.osprey.training.train_tiny``.
 
 torch and transformers are imported only when an adapter is built, so listing models and
 tasks stays fast.
+
+Modules, in the order one request meets them:
+
+* ``config`` — ``config.json`` (LLaMA keys + ``mm_*``) and the vision sizes;
+* ``checkpoint`` — official-layout checkpoints in (zero missing keys) and out;
+* ``preprocess`` / ``prompting`` — the eval scripts' image preprocessing, the ``osprey_v1``
+  template and tokenisation;
+* ``convnext``, ``mask_extractor``, ``modeling`` — the model; ``OspreyModel.forward`` is
+  the reference computation, top to bottom;
+* ``generation`` — requests as jobs and next-token choice, shared by
+* ``generate_naive`` (one request per ``generate``: the reference loop) and
+  ``generate_cascade`` + ``cascade_decoder`` (a batch decoded over shared prefixes);
+* ``adapter`` — requests in, predictions out.
+
+Training the bundled tiny model lives in ``training/``; nothing here imports it.
 """
 
 from __future__ import annotations

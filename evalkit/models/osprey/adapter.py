@@ -1,4 +1,4 @@
-"""The Osprey adapter: requests in, predictions out, through the fast batched path.
+"""The Osprey adapter: requests in, predictions out, through the cascade path.
 
 Model arguments (``--model-args k=v,...``):
 
@@ -14,8 +14,11 @@ Model arguments (``--model-args k=v,...``):
 * ``batch_size=N`` — requests decoded together (default 256 on CPU, 64 on CUDA). An
   image's prefix KV is stored once and shared by its requests' rows, so a row costs only
   its own suffix and generated tokens (~0.5 MB per token for a 7B model);
-* ``mode=fast|naive`` — ``naive`` is the official loop (one ``generate`` per request, the
-  image re-encoded every call), for comparisons.
+* ``mode=cascade|naive`` — ``cascade`` (the default; ``fast``, its former name, is still
+  accepted) decodes a batch together over shared prefixes
+  (:mod:`~evalkit.models.osprey.generate_cascade`); ``naive`` is the official loop (one
+  ``generate`` per request, the image re-encoded every call,
+  :mod:`~evalkit.models.osprey.generate_naive`), for comparisons.
 """
 
 from __future__ import annotations
@@ -34,23 +37,24 @@ import torch
 from evalkit.errors import ConfigError, DataError, EvalkitError
 from evalkit.images import load_rgb
 from evalkit.models import Adapter
-from evalkit.models.osprey.batched import generate_fast
 from evalkit.models.osprey.checkpoint import LoadReport, file_hashes, load_osprey
-from evalkit.models.osprey.inference import (
-    Encoded,
-    Finished,
-    Job,
-    SamplingSettings,
-    encode_batch,
-    generate_naive,
-    region_key,
-)
+from evalkit.models.osprey.generate_cascade import TextPrefixCache, encode_batch, generate_cascade
+from evalkit.models.osprey.generate_naive import generate_naive
+from evalkit.models.osprey.generation import Finished, Job, SamplingSettings, region_key
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.preprocess import preprocess_image
 from evalkit.models.osprey.prompting import OspreyTokenizer, render_prompt
 from evalkit.records import Prediction, Request
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MODES = ("cascade", "naive")
+MODE_ALIASES = {"fast": "cascade"}  # the cascade path's former name, kept for old commands
+DEFAULT_BATCH_SIZE = {"cpu": 256, "cuda": 64}
+FROM_PARTS_BATCH_SIZE = 32
+# The eval scripts' answer budget when a task card sets none.
+DEFAULT_MAX_NEW_TOKENS = 1024
+# Image/mask decoding runs beside the model on this many threads (one batch ahead).
+LOADER_THREADS = 2
 Batch = list[Job]
 # (images, masks per image, images that could not be read -> why)
 Loaded = tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]], dict[str, str]]
@@ -67,7 +71,7 @@ class OspreyAdapter(Adapter):
         device: str | None = None,
         dtype: str | None = None,
         batch_size: int | str | None = None,
-        mode: str = "fast",
+        mode: str = "cascade",
     ):
         self.name = name  # type: ignore[misc]  # per-instance: one class serves every Osprey name
         self.path = Path(path).expanduser()
@@ -80,12 +84,11 @@ class OspreyAdapter(Adapter):
         self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype={self.dtype}: expected one of {sorted(DTYPES)}")
-        self.batch_size = int(batch_size) if batch_size else (64 if self.device.startswith("cuda") else 256)
+        device_kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE[device_kind]
         if self.batch_size < 1:
             raise ConfigError("batch_size must be >= 1")
-        if mode not in ("fast", "naive"):
-            raise ConfigError(f"mode={mode}: expected fast or naive")
-        self.mode = mode
+        self.mode = checked_mode(mode)
         official_mix = self.dtype == "bfloat16"
         self.model, self.config, self.report = load_osprey(
             self.path,
@@ -101,7 +104,8 @@ class OspreyAdapter(Adapter):
         self.sampling = read_sampling(self.path)
         if self.device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = False  # keep fp32 mode exact
-        self._fingerprint: dict[str, Any] | None = None
+        self.text_prefix_cache = TextPrefixCache()
+        self.fingerprint_cache: dict[str, Any] | None = None
 
     @classmethod
     def from_parts(
@@ -109,8 +113,8 @@ class OspreyAdapter(Adapter):
         name: str,
         model: OspreyModel,
         tokenizer: OspreyTokenizer,
-        batch_size: int = 32,
-        mode: str = "fast",
+        batch_size: int = FROM_PARTS_BATCH_SIZE,
+        mode: str = "cascade",
     ) -> OspreyAdapter:
         """An adapter around a model built in memory (benchmarks, experiments)."""
         self = cls.__new__(cls)
@@ -118,16 +122,17 @@ class OspreyAdapter(Adapter):
         self.path = Path(".")
         self.device = str(model.device)
         self.dtype = str(model.llm_dtype).removeprefix("torch.")
-        self.batch_size, self.mode = batch_size, mode
+        self.batch_size, self.mode = batch_size, checked_mode(mode)
         self.model, self.config = model, model.config
         self.report = LoadReport([], None)
         self.tokenizer, self.sampling = tokenizer, SamplingSettings()
-        self._fingerprint = {"in_memory": True, "dtype": self.dtype}
+        self.text_prefix_cache = TextPrefixCache()
+        self.fingerprint_cache = {"in_memory": True, "dtype": self.dtype}
         return self
 
     # ------------------------------------------------------------------ Adapter API
     def fingerprint(self) -> dict[str, Any]:
-        if self._fingerprint is None:
+        if self.fingerprint_cache is None:
             # generation_config.json (top-k / top-p) and tokenizer_config.json (decoding's
             # space clean-up) change outputs too; both are optional.
             optional = [self.path / n for n in ("generation_config.json", "tokenizer_config.json")]
@@ -140,14 +145,14 @@ class OspreyAdapter(Adapter):
             fp: dict[str, Any] = {"checkpoint": file_hashes(files), "dtype": self.dtype}
             if self.report.clip_file is not None:
                 fp["clip"] = file_hashes([self.report.clip_file])
-            self._fingerprint = fp
-        return self._fingerprint
+            self.fingerprint_cache = fp
+        return self.fingerprint_cache
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Prediction]:
         jobs = [self.make_job(r) for r in requests]
         batches = plan_batches(jobs, self.batch_size)
         size = self.config.vision.image_size
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=LOADER_THREADS) as pool:
             # Nothing overlaps the first batch's decoding, so it gets both workers.
             first = split_by_image(batches[0]) if batches else []
             pending: list[Future[Loaded]] = [pool.submit(load_inputs, part, size) for part in first]
@@ -183,7 +188,7 @@ class OspreyAdapter(Adapter):
             ids=ids,
             image_key=str(request.image_path),
             region_keys=[region_key(r.rle, f"{request.id}#{i}") for i, r in enumerate(request.regions)],
-            max_new_tokens=int(gen.get("max_new_tokens", 1024)),
+            max_new_tokens=int(gen.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
             temperature=float(gen.get("temperature", 0.0)),
             seed=int(gen.get("seed", 0)),
         )
@@ -196,15 +201,15 @@ class OspreyAdapter(Adapter):
                 # The official loop preprocesses an image once but runs the vision tower
                 # (and pools the request's own regions) again for every request.
                 own = regions.get(job.image_key, {})
-                enc = encode_batch(
-                    self.model,
-                    {job.image_key: images[job.image_key]},
-                    {job.image_key: {key: own[key] for key in job.region_keys}},
+                masks = [own[key] for key in job.region_keys]
+                yield generate_naive(
+                    self.model, self.tokenizer, job, images[job.image_key], masks, self.sampling
                 )
-                yield generate_naive(self.model, self.tokenizer, job, enc, self.sampling)
             return
-        encoded: Encoded = encode_batch(self.model, images, regions)
-        yield from generate_fast(self.model, self.tokenizer, batch, encoded, self.sampling)
+        encoded = encode_batch(self.model, images, regions)
+        yield from generate_cascade(
+            self.model, self.tokenizer, batch, encoded, self.sampling, self.text_prefix_cache
+        )
 
     def prediction(self, done: Finished) -> Prediction:
         return Prediction(
@@ -218,6 +223,13 @@ class OspreyAdapter(Adapter):
         self.__dict__.pop("model", None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def checked_mode(mode: str) -> str:
+    mode = MODE_ALIASES.get(mode, mode)
+    if mode not in MODES:
+        raise ConfigError(f"mode={mode}: expected one of {', '.join(MODES)}")
+    return mode
 
 
 def plan_batches(jobs: Sequence[Job], batch_size: int) -> list[Batch]:

@@ -33,6 +33,8 @@ from evalkit.models.osprey.config import OspreyConfig
 from evalkit.models.osprey.modeling import OspreyModel, to_internal_key, to_official_key
 
 CLIP_TRUNK_PREFIX = "visual.trunk."
+SHOWN_UNUSED_KEYS = 6  # how many unused keys the load summary names
+SHOWN_MISSING_KEYS = 8  # how many missing parameters the error names
 
 
 @dataclass
@@ -47,7 +49,9 @@ class LoadReport:
         if self.clip_file is not None:
             parts.append(f"CLIP trunk from {self.clip_file.name}")
         if self.unexpected:
-            shown = ", ".join(self.unexpected[:6]) + (" ..." if len(self.unexpected) > 6 else "")
+            shown = ", ".join(self.unexpected[:SHOWN_UNUSED_KEYS])
+            if len(self.unexpected) > SHOWN_UNUSED_KEYS:
+                shown += " ..."
             parts.append(f"{len(self.unexpected)} unused key(s): {shown}")
         return "; ".join(parts + self.notes)
 
@@ -136,7 +140,7 @@ def assemble_state(
     missing = sorted(wanted - set(state))
     if missing:
         where = "the checkpoint" + (" or the CLIP file" if clip_path else " (no CLIP file given)")
-        shown = ", ".join(to_official_key(k) for k in missing[:8])
+        shown = ", ".join(to_official_key(k) for k in missing[:SHOWN_MISSING_KEYS])
         raise ConfigError(f"{directory}: {len(missing)} parameter(s) found nowhere in {where}: {shown}")
     return state, report
 
@@ -218,9 +222,9 @@ def file_hashes(files: list[Path]) -> dict[str, str]:
     if changed:
         try:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, indent=1))
-            tmp.replace(cache_path)
+            partial = cache_path.with_suffix(f".{os.getpid()}.tmp")  # replaced atomically
+            partial.write_text(json.dumps(cache, indent=1))
+            partial.replace(cache_path)
         except OSError as exc:  # a read-only cache only costs re-hashing next time
             print(f"evalkit: cannot write {cache_path}: {exc}", file=sys.stderr)
     return out

@@ -16,6 +16,12 @@ from typing import Any
 
 from evalkit.errors import ConfigError
 
+# The trunk's four outputs res2..res5 have these strides; the image tokens are res4's grid
+# (the official CLIP tower returns the stride-16 map to the projector, osprey_arch.py
+# ``encode_images``), and the input side must divide by the coarsest stride.
+LEVEL_STRIDES = (4, 8, 16, 32)
+IMAGE_TOKEN_LEVEL = 2  # res4
+
 # Keys of config.json that belong to Osprey rather than to the LLaMA decoder.
 OSPREY_ONLY_KEYS = {
     "architectures",
@@ -58,7 +64,7 @@ class VisionSpec:
 
     @property
     def image_tokens(self) -> int:
-        side = self.image_size // 16  # res4 has stride 16
+        side = self.image_size // LEVEL_STRIDES[IMAGE_TOKEN_LEVEL]
         return side * side
 
 
@@ -92,12 +98,16 @@ class OspreyConfig:
         )
         if len(vision.depths) != 4 or len(vision.dims) != 4:
             raise ConfigError(f"{source}: evalkit_vision needs 4 depths and 4 dims")
-        if vision.image_size % 32:
-            raise ConfigError(f"{source}: image_size {vision.image_size} is not a multiple of 32")
-        mm_hidden = int(raw.get("mm_hidden_size", 768))
-        if mm_hidden != vision.dims[2]:
+        if vision.image_size % LEVEL_STRIDES[-1]:
             raise ConfigError(
-                f"{source}: mm_hidden_size {mm_hidden} must equal the res4 width {vision.dims[2]}"
+                f"{source}: image_size {vision.image_size} is not a multiple of {LEVEL_STRIDES[-1]}"
+            )
+        # The projector reads res4; without the key, the official trunk's res4 width.
+        mm_hidden = int(raw.get("mm_hidden_size", VisionSpec.dims[IMAGE_TOKEN_LEVEL]))
+        if mm_hidden != vision.dims[IMAGE_TOKEN_LEVEL]:
+            raise ConfigError(
+                f"{source}: mm_hidden_size {mm_hidden} must equal the res4 width "
+                f"{vision.dims[IMAGE_TOKEN_LEVEL]}"
             )
         projector = str(raw.get("mm_projector_type", "linear"))
         if projector != "linear" and not re.fullmatch(r"mlp(\d+)x_gelu", projector):
@@ -169,7 +179,7 @@ def tiny_config(
         "bos_token_id": 1,
         "eos_token_id": 2,
         "pad_token_id": 0,
-        "mm_hidden_size": vision.dims[2],
+        "mm_hidden_size": vision.dims[IMAGE_TOKEN_LEVEL],
         "mm_projector_type": "mlp2x_gelu",
         "evalkit_vision": vision.to_json(),
     }

@@ -20,6 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 LN_EPS = 1e-6
+RGB_CHANNELS = 3
+STEM_PATCH = 4  # stem conv kernel = stride: res2 has stride 4
+DOWNSAMPLE = 2  # each later stage halves the grid: strides 8, 16, 32
+DEPTHWISE_KERNEL = 7
+MLP_RATIO = 4
+LAYER_SCALE_INIT = 1e-6  # timm's default; a checkpoint overwrites it
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -43,11 +49,13 @@ class Mlp(nn.Module):
 
 
 class ConvNeXtBlock(nn.Module):
-    def __init__(self, dim: int, layer_scale_init: float = 1e-6):
+    def __init__(self, dim: int, layer_scale_init: float = LAYER_SCALE_INIT):
         super().__init__()
-        self.conv_dw = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.conv_dw = nn.Conv2d(
+            dim, dim, kernel_size=DEPTHWISE_KERNEL, padding=DEPTHWISE_KERNEL // 2, groups=dim
+        )
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = Mlp(dim, 4 * dim)
+        self.mlp = Mlp(dim, MLP_RATIO * dim)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +71,8 @@ class ConvNeXtStage(nn.Module):
         self.downsample: nn.Module
         if downsample:
             self.downsample = nn.Sequential(
-                LayerNorm2d(in_dim, eps=LN_EPS), nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2)
+                LayerNorm2d(in_dim, eps=LN_EPS),
+                nn.Conv2d(in_dim, out_dim, kernel_size=DOWNSAMPLE, stride=DOWNSAMPLE),
             )
         else:
             self.downsample = nn.Identity()
@@ -79,7 +88,8 @@ class ConvNeXtTrunk(nn.Module):
     def __init__(self, depths: tuple[int, ...], dims: tuple[int, ...]):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, dims[0], kernel_size=4, stride=4), LayerNorm2d(dims[0], eps=LN_EPS)
+            nn.Conv2d(RGB_CHANNELS, dims[0], kernel_size=STEM_PATCH, stride=STEM_PATCH),
+            LayerNorm2d(dims[0], eps=LN_EPS),
         )
         stages = []
         prev = dims[0]

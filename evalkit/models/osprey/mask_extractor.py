@@ -22,6 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The official averaging guard: features summed inside the mask / (area + AREA_EPS), so an
+# empty mask pools to zeros instead of NaN (osprey/model/layer.py).
+AREA_EPS = 1e-8
+POSITION_MLP_LAYERS = 3  # mask_linear: Linear-ReLU-Linear-ReLU-Linear
+
 
 class MLP(nn.Module):
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
@@ -73,7 +78,7 @@ def prepare_masks(masks: torch.Tensor, level_sizes: list[tuple[int, int]], mask_
         else:
             resized = m
         binary = (resized[:, 0] > 0).float()
-        denorm = binary.sum(dim=(-1, -2), keepdim=True) + 1e-8
+        denorm = binary.sum(dim=(-1, -2), keepdim=True) + AREA_EPS
         weights.append((binary / denorm).flatten(1))
     soft = F.interpolate(m, size=(mask_shape, mask_shape), mode="bilinear", align_corners=False)
     return PreparedMasks(weights, soft[:, 0].flatten(1))
@@ -84,7 +89,7 @@ class MaskExtractor(nn.Module):
         super().__init__()
         self.mask_shape = mask_shape
         self.feat_linear = nn.Linear(embed_dim, out_dim)
-        self.mask_linear = MLP(mask_shape * mask_shape, embed_dim, out_dim, 3)
+        self.mask_linear = MLP(mask_shape * mask_shape, embed_dim, out_dim, POSITION_MLP_LAYERS)
         # Named like the official module so checkpoints load (res2..res5 = stages 0..3).
         self.res2 = nn.Linear(level_dims[0], embed_dim)
         self.res3 = nn.Linear(level_dims[1], embed_dim)

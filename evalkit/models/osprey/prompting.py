@@ -15,7 +15,7 @@ checkpoints were made with, and the ids must be the ones the model was trained o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,24 @@ SYSTEM = (
 ROLES = ("USER", "ASSISTANT")
 SEP = " "  # separator style TWO; a turn's answer ends with EOS (</s>)
 MASK_TOKEN, POS_TOKEN = "<mask>", "<pos>"
-IMAGE_SENTINEL = -200  # IMAGE_TOKEN_INDEX of the official code
+BOS_TOKEN, EOS_TOKEN = "<s>", "</s>"  # LLaMA's
+IMAGE_SENTINEL = -200  # IMAGE_TOKEN_INDEX of the official code (osprey/constants.py)
+# Distinct rendered prompts whose ids are kept: a task asks one question of thousands of
+# regions, so a few templates fill it; past this many the cache starts over.
+PROMPT_CACHE_SIZE = 4096
+# transformers' clean_up_tokenization (what decode() did when tokenizer_config.json asks).
+CLEAN_UP_REPLACEMENTS = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
 
 
 def osprey_question(prompt: str) -> str:
@@ -60,6 +77,8 @@ class OspreyTokenizer:
     mask_id: int
     pos_id: int
     clean_up_spaces: bool = False
+    # rendered prompt -> its ids (see PROMPT_CACHE_SIZE)
+    prompt_ids_cache: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
 
     @staticmethod
     def from_dir(path: str | Path) -> OspreyTokenizer:
@@ -84,11 +103,13 @@ class OspreyTokenizer:
         # The eval scripts call tokenizer.add_tokens(['<mask>', '<pos>'], special_tokens=True):
         # a no-op when the checkpoint's tokenizer has them already.
         tok.add_special_tokens([MASK_TOKEN, POS_TOKEN])
-        ids = {name: tok.token_to_id(name) for name in ("<s>", "</s>", MASK_TOKEN, POS_TOKEN)}
+        ids = {name: tok.token_to_id(name) for name in (BOS_TOKEN, EOS_TOKEN, MASK_TOKEN, POS_TOKEN)}
         missing = [k for k, v in ids.items() if v is None]
         if missing:
             raise ConfigError(f"tokenizer has no {missing}")
-        return OspreyTokenizer(tok, ids["<s>"], ids["</s>"], ids[MASK_TOKEN], ids[POS_TOKEN], clean_up_spaces)
+        return OspreyTokenizer(
+            tok, ids[BOS_TOKEN], ids[EOS_TOKEN], ids[MASK_TOKEN], ids[POS_TOKEN], clean_up_spaces
+        )
 
     def encode_text(self, text: str) -> list[int]:
         """``tokenizer(text).input_ids``: with the post-processor's BOS."""
@@ -97,14 +118,14 @@ class OspreyTokenizer:
     def encode_prompt(self, rendered: str) -> list[int]:
         """``tokenizer_image_token``: the image sentinel where ``<image>`` was."""
         # A task asks the same question of thousands of regions: tokenise each text once.
-        cache: dict[str, list[int]] = self.__dict__.setdefault("_prompt_ids", {})
+        cache = self.prompt_ids_cache
         if rendered not in cache:
-            if len(cache) >= 4096:
+            if len(cache) >= PROMPT_CACHE_SIZE:
                 cache.clear()
-            cache[rendered] = self._encode_prompt(rendered)
+            cache[rendered] = self.encode_prompt_uncached(rendered)
         return list(cache[rendered])
 
-    def _encode_prompt(self, rendered: str) -> list[int]:
+    def encode_prompt_uncached(self, rendered: str) -> list[int]:
         chunks = [self.encode_text(chunk) for chunk in rendered.split(IMAGE_PLACEHOLDER)]
         out: list[int] = []
         offset = 0
@@ -120,17 +141,6 @@ class OspreyTokenizer:
     def decode(self, ids: list[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
         if self.clean_up_spaces:
-            for a, b in (
-                (" .", "."),
-                (" ?", "?"),
-                (" !", "!"),
-                (" ,", ","),
-                (" ' ", "'"),
-                (" n't", "n't"),
-                (" 'm", "'m"),
-                (" 's", "'s"),
-                (" 've", "'ve"),
-                (" 're", "'re"),
-            ):
-                text = text.replace(a, b)
+            for spaced, joined in CLEAN_UP_REPLACEMENTS:
+                text = text.replace(spaced, joined)
         return text

@@ -13,9 +13,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from evalkit.models.osprey.config import OspreyConfig, VisionSpec, tiny_config
-from evalkit.models.osprey.prompting import MASK_TOKEN, POS_TOKEN, SYSTEM
+from evalkit.models.osprey.prompting import BOS_TOKEN, EOS_TOKEN, MASK_TOKEN, POS_TOKEN, SYSTEM
+from evalkit.records import IMAGE_PLACEHOLDER
 
-SPECIALS = ["<unk>", "<s>", "</s>"]
+# LLaMA's special tokens, in id order: <unk>=0, <s>=1, </s>=2.
+SPECIALS = ["<unk>", BOS_TOKEN, EOS_TOKEN]
+BOS_ID, EOS_ID = SPECIALS.index(BOS_TOKEN), SPECIALS.index(EOS_TOKEN)
+DEFAULT_VOCAB_SIZE = 400  # learned entries before <mask>/<pos>; enough for the shapes text
 
 # The bundled model's size: small enough to train on 2 CPU cores in minutes.
 TINY_VISION = VisionSpec(
@@ -24,7 +28,7 @@ TINY_VISION = VisionSpec(
 TINY_LLM = {"hidden_size": 128, "layers": 3, "heads": 4, "intermediate": 384}
 
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 400) -> Any:
+def build_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE) -> Any:
     """A LLaMA-layout BPE tokenizer trained on ``texts`` (deterministic)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -41,13 +45,15 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 400) -> Any:
     # <mask>/<pos> and </s> must never be learned as text: split them out of the corpus.
     cleaned = []
     for text in texts:
-        for token in (MASK_TOKEN, POS_TOKEN, "</s>", "<image>"):
+        for token in (MASK_TOKEN, POS_TOKEN, EOS_TOKEN, IMAGE_PLACEHOLDER):
             text = text.replace(token, " ")
         cleaned.append(text)
     tok.train_from_iterator(cleaned, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS_TOKEN} $A", special_tokens=[(BOS_TOKEN, BOS_ID)]
+    )
     tok.add_special_tokens([MASK_TOKEN, POS_TOKEN])
-    assert tok.token_to_id("<s>") == 1 and tok.token_to_id("</s>") == 2
+    assert tok.token_to_id(BOS_TOKEN) == BOS_ID and tok.token_to_id(EOS_TOKEN) == EOS_ID
     return tok
 
 

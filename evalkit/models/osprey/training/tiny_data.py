@@ -24,7 +24,7 @@ from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.preprocess import preprocess_image
 from evalkit.models.osprey.prompting import OspreyTokenizer, open_turn, osprey_question, render_prompt
-from evalkit.models.osprey.tiny import base_corpus
+from evalkit.models.osprey.training.tiny import base_corpus
 from evalkit.regions import Region
 
 OVERVIEW = "<image>\nThis provides an overview of the picture.\n"
@@ -36,6 +36,13 @@ PROMPTS = {
     "pope": "<image>\nIs there a {name} in the image?",
 }
 REGION_QUESTION_WEIGHTS = (("cls", 0.5), ("cap", 0.2), ("ovseg", 0.3))
+BACKGROUND_ID = 0  # value of background pixels in a scene's ids/*.png object map
+# Smaller background regions are not trained on: at 40 pixels the mask still covers some
+# cell of every feature level.
+MIN_BACKGROUND_PIXELS = 40
+BACKGROUND_QUESTION_PROBABILITY = 0.5  # how often an image's background region is asked about
+POPE_POSITIVE_PROBABILITY = 0.5  # a yes/no turn asks about a visible object (else an absent one)
+HARD_NEGATIVE_PROBABILITY = 0.5  # an absent name sharing a colour or shape with a visible one
 
 
 def answer_for(kind: str, category: str) -> str:
@@ -79,8 +86,8 @@ def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesT
                 rle = ann["segmentation"]
                 masks.append(Region.from_rle(rle, scene["height"], scene["width"]).to_mask())
                 cats.append(cat)
-        if (ids == 0).sum() >= 40:
-            masks.append((ids == 0).astype(np.uint8))
+        if (ids == BACKGROUND_ID).sum() >= MIN_BACKGROUND_PIXELS:
+            masks.append((ids == BACKGROUND_ID).astype(np.uint8))
             cats.append("background")
         first = len(region_image)
         if masks:
@@ -119,19 +126,21 @@ def corpus_texts() -> list[str]:
 # ---------------------------------------------------------------------- sequences
 class Tokens:
     def __init__(self, tokenizer: OspreyTokenizer):
-        self.tok = tokenizer
+        self.tokenizer = tokenizer
 
     def first_turn(self, prompt: str) -> tuple[int, ...]:
-        return tuple(self.tok.encode_prompt(render_prompt(prompt)))  # encode_prompt caches
+        return tuple(self.tokenizer.encode_prompt(render_prompt(prompt)))  # encode_prompt caches
 
     @cache  # noqa: B019 - a handful of distinct strings, one instance
     def later_turn(self, prompt: str) -> tuple[int, ...]:
         question = osprey_question(prompt).replace("<image>\n", "")
-        return tuple(self.tok.tokenizer.encode(open_turn(question), add_special_tokens=False).ids)
+        encoded = self.tokenizer.tokenizer.encode(open_turn(question), add_special_tokens=False)
+        return tuple(encoded.ids)
 
     @cache  # noqa: B019
     def answer(self, text: str) -> tuple[int, ...]:
-        return (*self.tok.tokenizer.encode(text, add_special_tokens=False).ids, self.tok.eos_id)
+        encoded = self.tokenizer.tokenizer.encode(text, add_special_tokens=False)
+        return (*encoded.ids, self.tokenizer.eos_id)
 
 
 def conversation(
@@ -144,7 +153,7 @@ def conversation(
     for region in data.image_regions[image]:
         cat = data.region_category[region]
         if cat == "background":
-            if rng.random() < 0.5:
+            if rng.random() < BACKGROUND_QUESTION_PROBABILITY:
                 turns.append((PROMPTS["ovseg"], "background", region))
             continue
         kind = rng.choices(kinds, weights)[0]
@@ -152,7 +161,7 @@ def conversation(
     present = data.present[image]
     absent = [n for n in all_object_names() if n not in data.drawn[image]]
     for _ in range(pope_questions):
-        if present and rng.random() < 0.5:
+        if present and rng.random() < POPE_POSITIVE_PROBABILITY:
             turns.append((PROMPTS["pope"].format(name=rng.choice(present)), "Yes", None))
         else:
             turns.append((PROMPTS["pope"].format(name=hard_negative(present, absent, rng)), "No", None))
@@ -176,7 +185,7 @@ def presence_targets(data: ShapesTrainData) -> tuple[torch.Tensor, torch.Tensor]
 
 def hard_negative(present: list[str], absent: list[str], rng: random.Random) -> str:
     """Half the time an absent name that shares a colour or a shape with a present one."""
-    if present and rng.random() < 0.5:
+    if present and rng.random() < HARD_NEGATIVE_PROBABILITY:
         words = {w for name in present for w in name.split()}
         close = [n for n in absent if words & set(n.split())]
         if close:

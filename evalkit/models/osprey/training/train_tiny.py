@@ -1,6 +1,6 @@
 """Train the bundled tiny Osprey from scratch on the shapes train split.
 
-    python -m evalkit.models.osprey.train_tiny [--out evalkit/assets/osprey_tiny]
+    python -m evalkit.models.osprey.training.train_tiny [--out evalkit/assets/osprey_tiny]
 
 Seeded and single-process: on 2 CPU cores it reproduces the bundled weights (up to
 floating-point differences between machines) in well under 20 minutes. The model is the
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.data.shapes import ensure_shapes
+from evalkit.models.osprey import bundled_tiny_path
 from evalkit.models.osprey.checkpoint import save_official
 from evalkit.models.osprey.mask_extractor import PreparedMasks
 from evalkit.models.osprey.modeling import OspreyModel
@@ -39,8 +40,8 @@ from evalkit.models.osprey.prompting import (
     IMAGE_SENTINEL,
     OspreyTokenizer,
 )
-from evalkit.models.osprey.tiny import build_tokenizer, make_tiny_config
-from evalkit.models.osprey.tiny_data import (
+from evalkit.models.osprey.training.tiny import DEFAULT_VOCAB_SIZE, build_tokenizer, make_tiny_config
+from evalkit.models.osprey.training.tiny_data import (
     ShapesTrainData,
     Tokens,
     conversation,
@@ -49,7 +50,12 @@ from evalkit.models.osprey.tiny_data import (
     presence_targets,
 )
 
-IGNORE = -100
+IGNORE_INDEX = -100  # label of positions without loss (prompts, padding), as the official code
+ADAM_BETAS = (0.9, 0.98)
+GRAD_CLIP_NORM = 1.0
+FLIP_PROBABILITY = 0.5  # horizontal flip of an image and its masks
+FINAL_LR_FRACTION, COSINE_SPAN = 0.05, 0.95  # cosine from lr down to 5 % of lr
+LOSS_EMA_DECAY, LOSS_EMA_WEIGHT = 0.98, 0.02  # the logged running losses
 
 
 @dataclass
@@ -85,17 +91,17 @@ def make_batch(
             q = tokens.first_turn(prompt) if t == 0 else tokens.later_turn(prompt)
             a = tokens.answer(answer)
             seq += list(q) + list(a)
-            lab += [IGNORE] * len(q) + list(a)
+            lab += [IGNORE_INDEX] * len(q) + list(a)
             if region is not None:
                 regions.append(region)
         rows.append(seq)
         labels.append(lab)
         slot_regions.append(regions)
-    tok = tokens.tok
+    tok = tokens.tokenizer
     lengths = [len(s) + sum(n_image_tokens - 1 for x in s if x == IMAGE_SENTINEL) for s in rows]
     t_max = max(lengths)
     ids = torch.zeros(len(rows), t_max, dtype=torch.long)
-    lab_t = torch.full((len(rows), t_max), IGNORE, dtype=torch.long)
+    lab_t = torch.full((len(rows), t_max), IGNORE_INDEX, dtype=torch.long)
     img_b, img_t, img_j, m_b, m_t, p_b, p_t = [], [], [], [], [], [], []
     all_regions: list[int] = []
     region_rows: list[int] = []
@@ -179,7 +185,7 @@ def loss_on(
     hidden = model.llm.model(inputs_embeds=embeds).last_hidden_state  # right-padded, causal
     logits = model.llm.lm_head(hidden[:, :-1])
     answer = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=IGNORE
+        logits.reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
     )
     presence = probes.presence(image_tokens).amax(dim=1)  # [B, names]: any image token
     index = torch.tensor(images)
@@ -246,14 +252,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=args.lr,
-        betas=(0.9, 0.98),
+        betas=ADAM_BETAS,
     )
 
     def lr_at(step: int) -> float:
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
         progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return args.lr * (FINAL_LR_FRACTION + COSINE_SPAN * 0.5 * (1 + math.cos(math.pi * progress)))
 
     order: list[int] = []
     history = []
@@ -265,19 +271,22 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             order += epoch
         images, order = order[: args.batch], order[args.batch :]
         batch = make_batch(data, images, tokens, n_image_tokens, rng, args.max_turns, args.pope_questions)
-        flip = torch.tensor([rng.random() < 0.5 for _ in images])
+        flip = torch.tensor([rng.random() < FLIP_PROBABILITY for _ in images])
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
         answer_loss, probe_loss = loss_on(model, data, images, batch, flip, probes)
         optim.zero_grad(set_to_none=True)
         (answer_loss + args.probe_weight * probe_loss).backward()
-        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], GRAD_CLIP_NORM)
         optim.step()
         losses = (answer_loss.item(), probe_loss.item())
         running, running_probe = (
             losses
             if step == 0
-            else (0.98 * running + 0.02 * losses[0], 0.98 * running_probe + 0.02 * losses[1])
+            else (
+                LOSS_EMA_DECAY * running + LOSS_EMA_WEIGHT * losses[0],
+                LOSS_EMA_DECAY * running_probe + LOSS_EMA_WEIGHT * losses[1],
+            )
         )
         if (step + 1) % args.log_every == 0 or step == args.steps - 1:
             elapsed = time.perf_counter() - t0
@@ -324,9 +333,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    here = Path(__file__).resolve().parents[2] / "assets" / "osprey_tiny"
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(here), help="output checkpoint directory")
+    p.add_argument("--out", default=str(bundled_tiny_path()), help="output checkpoint directory")
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16, help="images per step")
     p.add_argument("--max-turns", type=int, default=6)
@@ -336,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--vocab", type=int, default=400)
+    p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB_SIZE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log-every", type=int, default=50)

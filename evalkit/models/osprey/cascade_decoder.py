@@ -1,7 +1,8 @@
 """A lean LLaMA forward for batched decoding over shared prefixes (cascade attention).
 
-The fast path decodes many requests that share a long prefix: every region question about
-one image starts with the same system prompt, image tokens and fixed text. Copying that
+The cascade path (:mod:`evalkit.models.osprey.generate_cascade`) decodes many requests
+that share a long prefix: every region question about one image starts with the same
+system prompt, image tokens and fixed text. Copying that
 prefix's keys and values into every batch row (what a per-row KV cache must do) costs
 memory and bandwidth in proportion to rows x prefix length; at 7B with 1,024 image tokens
 it is ~0.6 GB per row. Here the prefix is stored once per *group* (an image) and attended
@@ -35,6 +36,9 @@ import torch
 import torch.nn.functional as F
 
 Need = Literal["none", "last", "all"]
+# A RowKV buffer that must grow (decoding past its reserve) gains at least this many
+# positions, and otherwise doubles: appending a token is amortised O(1).
+MIN_GROWTH_TOKENS = 16
 
 
 @dataclass
@@ -90,7 +94,7 @@ class RowKV:
         if new_len > old_k.shape[2]:
             grown = []
             for old, new in ((old_k, keys), (old_v, values)):
-                room = self.reserve if self.length == 0 else max(16, new_len)
+                room = self.reserve if self.length == 0 else max(MIN_GROWTH_TOKENS, new_len)
                 buffer = new.new_empty((*new.shape[:2], new_len + room, new.shape[3]))
                 buffer[:, :, : self.length] = old[:, :, : self.length]
                 grown.append(buffer)
