@@ -52,8 +52,9 @@ def tiny_model(tokenizer: OspreyTokenizer, seed: int = 0, layers: int = 2) -> Os
     with torch.no_grad():
         model.llm.lm_head.weight.normal_(0, 0.5)
         for block in model.trunk.modules():
-            if hasattr(block, "gamma"):
-                block.gamma.fill_(0.5)  # layer scale 1e-6 would make the trunk an identity
+            gamma = getattr(block, "gamma", None)
+            if isinstance(gamma, torch.Tensor):
+                gamma.fill_(0.5)  # layer scale 1e-6 would make the trunk an identity
     return model
 
 

@@ -137,10 +137,11 @@ def test_bfloat16_mode_rounds_like_the_official_loader(tmp_path: Path, reference
     expected = reference.mask_extractor.feat_linear.weight.to(bf16).float()
     assert torch.equal(model.mask_extractor.feat_linear.weight, expected)
     # tower and projector: bf16 checkpoint -> the scripts' fp16 tower -> bf16 again
-    for ours, theirs in [
-        (model.trunk.stem[0].weight, reference.trunk.stem[0].weight),
-        (model.mm_projector[0].weight, reference.mm_projector[0].weight),
-    ]:
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = [
+        (model.trunk.stem[0].weight, reference.trunk.stem[0].weight),  # type: ignore[list-item]
+        (model.mm_projector[0].weight, reference.mm_projector[0].weight),  # type: ignore[list-item]
+    ]
+    for ours, theirs in pairs:
         assert torch.equal(ours, theirs.to(bf16).to(fp16).to(bf16))
     decoder = model.llm.model.layers[0].mlp.up_proj.weight
     assert torch.equal(decoder, reference.llm.model.layers[0].mlp.up_proj.weight.to(bf16))

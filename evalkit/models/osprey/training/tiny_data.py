@@ -1,7 +1,7 @@
 """The tiny Osprey's training data: the shapes train split as question/answer turns.
 
 The four shapes questions are asked exactly as the shapes task cards ask them; answers are
-the canonical phrases of :mod:`evalkit.data.shapes`. Images and region masks are
+the canonical phrases of :mod:`evalkit.tasks.shapes.scenes`. Images and region masks are
 preprocessed once, exactly as at inference (:func:`load_split`).
 """
 
@@ -17,8 +17,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evalkit.data.shapes import all_object_names, category_phrase, region_captions
-from evalkit.data.shapes_text import visible_object_names
 from evalkit.images import load_rgb
 from evalkit.models.osprey.mask_extractor import PreparedMasks, prepare_masks
 from evalkit.models.osprey.modeling import OspreyModel
@@ -26,6 +24,12 @@ from evalkit.models.osprey.preprocess import preprocess_image
 from evalkit.models.osprey.prompting import OspreyTokenizer, open_turn, osprey_question, render_prompt
 from evalkit.models.osprey.training.tiny import base_corpus
 from evalkit.regions import Region
+from evalkit.tasks.shapes.scenes import (
+    all_object_names,
+    category_phrase,
+    region_captions,
+    visible_object_names,
+)
 
 OVERVIEW = "<image>\nThis provides an overview of the picture.\n"
 PROMPTS = {
@@ -112,7 +116,7 @@ def load_split(root: Path, split: str, size: int, model: OspreyModel) -> ShapesT
 
 def corpus_texts() -> list[str]:
     """Everything the tokenizer must cover: template, questions, answers."""
-    from evalkit.data.shapes import COLOURS, HOUSE_PARTS, SHAPES
+    from evalkit.tasks.shapes.scenes import COLOURS, HOUSE_PARTS, SHAPES
 
     categories = [f"{c}_{s}" for c in COLOURS for s in SHAPES] + [f"house:{p}" for p in HOUSE_PARTS]
     texts = base_corpus() + [render_prompt(p) for k, p in PROMPTS.items() if k != "pope"]

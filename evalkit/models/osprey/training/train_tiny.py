@@ -31,7 +31,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from evalkit.data.shapes import ensure_shapes
 from evalkit.models.osprey import bundled_tiny_path
 from evalkit.models.osprey.checkpoint import save_official
 from evalkit.models.osprey.mask_extractor import PreparedMasks
@@ -49,6 +48,7 @@ from evalkit.models.osprey.training.tiny_data import (
     load_split,
     presence_targets,
 )
+from evalkit.tasks.shapes.scenes import ensure_shapes
 
 IGNORE_INDEX = -100  # label of positions without loss (prompts, padding), as the official code
 ADAM_BETAS = (0.9, 0.98)
