@@ -72,7 +72,6 @@ class Request:
     prompt: str
     regions: list[Region]
     generation: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)  # task hints (e.g. MDVP domain)
 
     def payload(self) -> dict[str, Any]:
         """Everything that determines the model's answer, in canonical JSON form."""
@@ -81,7 +80,9 @@ class Request:
             "prompt": self.prompt,
             "regions": [r.to_json() for r in self.regions],
             "generation": self.generation,
-            "extra": self.extra,
+            # Always empty: a field no protocol ever set, kept in the payload so that every
+            # store key written by evalkit 0.1 stays valid (tests/test_layout.py pins one).
+            "extra": {},
         }
 
     def payload_digest(self) -> str:

@@ -49,7 +49,6 @@ def adapt_regions(adapter: Adapter, request: Request) -> tuple[Request, list[str
         request.prompt,
         converted,
         request.generation,
-        request.extra,
     )
     return adapted, notes
 
