@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,6 +28,8 @@ class ProtocolArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+Data = Mapping[str, Path | None]  # a task's data: its card's keys -> paths (None: not given)
 
 ArgsT = TypeVar("ArgsT", bound=ProtocolArgs)
 
@@ -68,11 +70,19 @@ def validate_args(model: type[ArgsT], raw: Mapping[str, Any], where: str, protoc
 
 
 class TaskProtocol(ABC, Generic[ArgsT]):
-    """One benchmark family's request building and scoring. Subclasses register by name and
-    set ``Args`` to their argument model."""
+    """One benchmark family's request building and scoring. Subclasses register by name; their
+    argument model is the type parameter (``TaskProtocol[PopeArgs]``)."""
 
     name: ClassVar[str]
     Args: ClassVar[type[ProtocolArgs]] = ProtocolArgs
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``class P(TaskProtocol[PArgs])`` sets ``P.Args = PArgs`` (say it once)."""
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):  # own bases only, not inherited
+            (arg,) = get_args(base) if get_origin(base) is TaskProtocol else (None,)
+            if isinstance(arg, type) and issubclass(arg, ProtocolArgs):
+                cls.Args = arg
 
     def __init__(self, card: TaskCard, variant: str, args: ArgsT):
         self.card = card
@@ -105,11 +115,7 @@ class TaskProtocol(ABC, Generic[ArgsT]):
 
     @abstractmethod
     def score(
-        self,
-        samples: Sequence[Sample],
-        texts: Mapping[str, str],
-        data: Mapping[str, Path | None],
-        context: ScoringContext | None = None,
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:
         """Metrics from ground truth and raw outputs keyed by request id. Never calls a model."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Generic, TypeVar
 
@@ -34,34 +35,27 @@ def _modules(package: str, depth: int) -> Iterator[tuple[str, str]]:
             yield from _modules(full, depth - 1)
 
 
+@dataclass
 class Registry(Generic[T]):
-    """Names registered by ``package``'s modules ``depth`` levels down (1: the package's own
-    modules, as ``evalkit.models``; 2: modules of its sub-packages, as the task families).
-    With ``name_is_module`` a built-in must register under its module's name."""
+    """Names registered by ``builtin_package``'s modules ``depth`` levels down (1: the
+    package's own modules, as ``evalkit.models``; 2: modules of its sub-packages, as the task
+    families). With ``name_is_module`` a built-in must register under its module's name."""
 
-    def __init__(
-        self,
-        kind: str,
-        builtin_package: str,
-        entry_point_group: str | None = None,
-        depth: int = 1,
-        name_is_module: bool = False,
-    ):
-        self.kind = kind
-        self._items: dict[str, T] = {}
-        self._builtin_package = builtin_package
-        self._entry_point_group = entry_point_group
-        self._depth = depth
-        self._name_is_module = name_is_module
-        self._loaded = False
-        self._plugins_loaded = False
+    kind: str
+    builtin_package: str
+    entry_point_group: str | None = None
+    depth: int = 1
+    name_is_module: bool = False
+    _items: dict[str, T] = field(default_factory=dict, init=False)
+    _loaded: bool = field(default=False, init=False)
+    _plugins_loaded: bool = field(default=False, init=False)
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             module = str(getattr(obj, "__module__", ""))
             if (
-                self._name_is_module
-                and module.startswith(self._builtin_package + ".")
+                self.name_is_module
+                and module.startswith(self.builtin_package + ".")
                 and module.rsplit(".", 1)[-1] != name
             ):
                 raise ConfigError(f"{self.kind} {name!r} must live in a module named {name}.py ({module})")
@@ -73,24 +67,24 @@ class Registry(Generic[T]):
         return decorator
 
     def _load_plugins(self) -> None:
-        if self._plugins_loaded or not self._entry_point_group:
+        if self._plugins_loaded or not self.entry_point_group:
             return
         self._plugins_loaded = True
-        for ep in metadata.entry_points(group=self._entry_point_group):
+        for ep in metadata.entry_points(group=self.entry_point_group):
             ep.load()
 
     def _load(self) -> None:
         if self._loaded:
             return
         self._loaded = True
-        for full, _ in _modules(self._builtin_package, self._depth):
+        for full, _ in _modules(self.builtin_package, self.depth):
             importlib.import_module(full)
         self._load_plugins()
 
     def _load_named(self, name: str) -> None:
         """Import the built-in modules called ``name`` (cheap: no other module is imported)."""
-        if self._name_is_module:
-            for full, leaf in _modules(self._builtin_package, self._depth):
+        if self.name_is_module:
+            for full, leaf in _modules(self.builtin_package, self.depth):
                 if leaf == name:
                     importlib.import_module(full)
         if name not in self._items:

@@ -14,11 +14,12 @@ from typing import Any
 
 from evalkit.cards import CardCatalog, LoadedCard, TaskCard, Variant
 from evalkit.errors import ConfigError, DataError
-from evalkit.protocol import PROTOCOLS, ScoreResult, ScoringContext, TaskProtocol, validate_args
+from evalkit.protocol import PROTOCOLS, Data, ScoreResult, ScoringContext, TaskProtocol, validate_args
 from evalkit.readers import READERS, ReadResult
 from evalkit.records import Request, Sample
 
 DEFAULT_VARIANT = "default"
+Context = ScoringContext | None  # None: no judge options given (the environment's defaults)
 
 
 def data_root() -> Path:
@@ -105,11 +106,7 @@ class Task:
         return self.protocol.build_requests(samples, self.prompt, generation)
 
     def score(
-        self,
-        samples: Sequence[Sample],
-        texts: Mapping[str, str],
-        data: Mapping[str, Path | None],
-        context: ScoringContext | None = None,
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: Context = None
     ) -> ScoreResult:
         return self.protocol.score(samples, texts, data, context or ScoringContext())
 

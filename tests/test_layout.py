@@ -166,31 +166,25 @@ def test_a_store_written_under_a_cards_previous_hash_is_reused(tmp_path):
     assert third["provenance"]["requests"]["generated"] == n
 
 
-def test_misspelt_protocol_arg_fails_when_the_card_is_loaded(tmp_path):
-    cards = tmp_path / "cards"
-    cards.mkdir()
-    (cards / "typo_pope.yaml").write_text(
-        "name: typo_pope\nreader: pope_questions\nprotocol: pope\n"
-        "data:\n  questions: {default: /nowhere/questions.json}\n"
-        "protocol_args: {lowercas: true}\nprompt: '{text}'\n"
-    )
-    (cards / "typed_pope.yaml").write_text(
-        "name: typed_pope\nreader: pope_questions\nprotocol: pope\n"
-        "data:\n  questions: {default: /nowhere/questions.json}\n"
-        "protocol_args: {align: by_line}\nprompt: '{text}'\n"
-        "variants:\n  x: {protocol_args: {lowercase: [1]}}\n"
-    )
+def test_misspelt_protocol_arg_fails_when_the_card_is_loaded(tmp_path, capsys):
+    from evalkit.cli import main
+
+    pope_card = "reader: pope_questions\nprotocol: pope\ndata:\n  questions: {default: /nowhere/q.json}\n"
+    cards = {
+        "typo_pope": "protocol_args: {lowercas: true}\n",
+        "typed_pope": "protocol_args: {align: by_line}\nvariants:\n  x: {protocol_args: {lowercase: [1]}}\n",
+    }
+    (tmp_path / "cards").mkdir()
+    for name, args in cards.items():
+        (tmp_path / "cards" / f"{name}.yaml").write_text(
+            f"name: {name}\n{pope_card}{args}prompt: '{{text}}'\n"
+        )
     for task, expected in [
         ("typo_pope", "unknown arg 'lowercas' for protocol pope (allowed: align, lowercase)"),
         ("typed_pope", "arg 'align': Input should be 'question_id' or 'line_order'"),
     ]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "evalkit", "--include", str(cards), "samples", "--task", task],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 2
-        lines = proc.stderr.strip().splitlines()
+        assert main(["--include", str(tmp_path / "cards"), "samples", "--task", task]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and f"{task}.yaml: protocol_args" in lines[0] and expected in lines[0], lines
         assert "nowhere" not in lines[0]  # failed before any data was looked at
 

@@ -14,12 +14,11 @@ Faithful to Osprey's ``refcocog_eval.py`` followed by the COCO caption toolkit:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from evalkit.answers import clean_decoded, colon_rule
 from evalkit.errors import DataError
 from evalkit.metrics.caption import METRICS, score_captions
-from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.protocol import Data, ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 from evalkit.records import Sample
 
 from .refcocog_cap import references_of
@@ -42,14 +41,8 @@ class RegionCaptionArgs(ProtocolArgs):
 
 @register_protocol("region_caption")
 class RegionCaption(TaskProtocol[RegionCaptionArgs]):
-    Args = RegionCaptionArgs
-
     def score(
-        self,
-        samples: Sequence[Sample],
-        texts: Mapping[str, str],
-        data: Mapping[str, Path | None],
-        context: ScoringContext | None = None,
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:
         use_colon = self.args.colon_rule
         split_periods = self.args.split_periods

@@ -20,14 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from evalkit.answers import clean_decoded, colon_rule
 from evalkit.judge.client import ChatCall, ChatClient, ChatOutcome
 from evalkit.judge.prompts import judge_messages, load_rules, review_content, rule_for
 from evalkit.judge.settings import ClientSettings, judge_settings
 from evalkit.metrics.judged import ALL, GroupScore, group_scores, parse_score_pair
-from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.protocol import Data, ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 from evalkit.readers import require_path
 from evalkit.records import Sample
 
@@ -57,8 +57,6 @@ class JudgedArgs(ProtocolArgs):
 
 class JudgedProtocol(TaskProtocol[JudgedArgs]):
     """Shared flow; subclasses say what the judge sees and how samples group."""
-
-    Args: ClassVar[type[ProtocolArgs]] = JudgedArgs
 
     default_judge = "gpt-4"
 
@@ -126,13 +124,9 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
 
     # ------------------------------------------------------------------ scoring
     def score(
-        self,
-        samples: Sequence[Sample],
-        texts: Mapping[str, str],
-        data: Mapping[str, Path | None],
-        context: ScoringContext | None = None,
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:
-        settings = judge_settings(self.paper_judge, (context or ScoringContext()).judge)
+        settings = judge_settings(self.paper_judge, context.judge)
         self.prepare(data)
         answers = {s.id: self.judged_answer(texts[s.id]) for s in samples}
         calls = (self.judge_call(s, answers[s.id]) for s in samples)  # lazy: images

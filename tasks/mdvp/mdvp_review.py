@@ -28,7 +28,7 @@ class MdvpArgs(JudgedArgs):
 
 
 @register_protocol("mdvp_review")
-class MdvpReview(JudgedProtocol):
+class MdvpReview(JudgedProtocol):  # its Args: MdvpArgs (a JudgedArgs subclass)
     Args = MdvpArgs
     default_judge = "gpt-4-vision-preview"
 

@@ -27,7 +27,7 @@ from evalkit.metrics.instance import InstanceImage, coco_segm_ap
 from evalkit.metrics.ovseg_assembly import AssembledImage, assemble, class_cosines
 from evalkit.metrics.panoptic import PanopticImage, Segment, panoptic_quality
 from evalkit.metrics.semseg import semseg_metrics
-from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.protocol import Data, ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 from evalkit.readers import load_json, require_path
 from evalkit.records import Sample
 
@@ -205,14 +205,8 @@ class OvsegArgs(ProtocolArgs):
 
 @register_protocol("ovseg")
 class OpenVocabSegmentation(TaskProtocol[OvsegArgs]):
-    Args = OvsegArgs
-
     def score(
-        self,
-        samples: Sequence[Sample],
-        texts: Mapping[str, str],
-        data: Mapping[str, Path | None],
-        context: ScoringContext | None = None,
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:
         data = complete_data(self.card.reader, data, self.card.reader_args)
         layout = str(self.card.reader_args.get("layout", "flat"))

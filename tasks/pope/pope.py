@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Literal
 
 from evalkit.answers import drop_stop
 from evalkit.metrics.pope import pope_answer, pope_metrics
-from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.protocol import Data, ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 from evalkit.records import Sample
 
 from .pope_questions import PopeQuestion
@@ -40,17 +39,11 @@ class PopeArgs(ProtocolArgs):
 
 @register_protocol("pope")
 class Pope(TaskProtocol[PopeArgs]):
-    Args = PopeArgs
-
     def prompt_for(self, sample: Sample, prompt: str) -> str:
         return render_question(prompt, sample.info(PopeQuestion).text)
 
     def score(
-        self,
-        samples: Sequence[Sample],
-        texts: Mapping[str, str],
-        data: Mapping[str, Path | None],
-        context: ScoringContext | None = None,
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:
         lowercase = self.args.lowercase
         align = self.args.align

@@ -12,14 +12,13 @@ Faithful to Osprey's ``lvis_paco_eval.py`` on the same outputs:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from evalkit.answers import clean_decoded, colon_rule
 from evalkit.metrics.embeddings import minilm
 from evalkit.metrics.semantic import Encoder, semantic_iou, semantic_similarity
-from evalkit.protocol import ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
+from evalkit.protocol import Data, ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
 from evalkit.records import Sample
 
 
@@ -46,11 +45,7 @@ class ReferringClassification(TaskProtocol[ProtocolArgs]):
     """No arguments: the released ``lvis_paco_eval.py`` has no options."""
 
     def score(
-        self,
-        samples: Sequence[Sample],
-        texts: Mapping[str, str],
-        data: Mapping[str, Path | None],
-        context: ScoringContext | None = None,
+        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:
         raw = [texts[s.id] for s in samples]
         answers = [normalise_answer(t) for t in raw]
