@@ -100,13 +100,17 @@ class LoadedCard:
     family: str | None
 
 
+# A family's board (evalkit/report/boards.py reads it), not a card.
+BOARD_FILE = "board.yaml"
+
+
 def _builtin_files() -> Iterator[CardFile]:
     root = resources.files(BUILTIN_PACKAGE)
     for family in sorted(root.iterdir(), key=lambda e: e.name):
         if not family.is_dir() or family.name.startswith(("_", ".")):
             continue
         for entry in sorted(family.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".yaml") and not entry.name.startswith("_"):
+            if entry.name.endswith(".yaml") and not entry.name.startswith("_") and entry.name != BOARD_FILE:
                 yield CardFile(
                     entry.name[:-5],
                     f"tasks/{family.name}/{entry.name}",
@@ -118,7 +122,7 @@ def _builtin_files() -> Iterator[CardFile]:
 
 def _folder_files(folder: Path) -> Iterator[CardFile]:
     for path in sorted(folder.glob("*.yaml")):
-        if not path.name.startswith("_"):
+        if not path.name.startswith("_") and path.name != BOARD_FILE:
             yield CardFile(path.stem, str(path), path.read_text("utf-8"), folder)
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from evalkit.report.baselines import Baselines, default_path, load_baselines
-from evalkit.report.boards import BOARDS
+from evalkit.report.boards import builtin_boards
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "leaderboards" / "baselines.yaml"
 KNOWN_METRICS = {
+    *(f"relative_score/{domain}" for domain in ("natural", "ocr", "multipanel", "screenshot")),
     "ss",
     "s_iou",
     "pq",
@@ -60,13 +61,16 @@ def test_default_path_is_the_repo_file() -> None:
 
 def test_entries_are_well_formed(baselines: Baselines) -> None:
     assert len(baselines.entries) >= 190
-    board_tasks = set().union(*(b.tasks() for b in BOARDS))
+    board_tasks = set().union(*(b.tasks() for b in builtin_boards()))
     for e in baselines.entries:
         assert set(e.metrics) <= KNOWN_METRICS, e
         assert e.task in board_tasks, f"{e.task} is on no board"
         assert all(0 <= v <= 200 for v in e.metrics.values()), e
-    # No (paper, table, model, input, task, split) twice: a duplicated row is a typo.
-    keys = [(e.paper, e.table, e.model, e.input, e.task, e.split) for e in baselines.entries]
+    # No (paper, table, model, input, task, split, metrics) twice: a duplicated row is a typo
+    # (MDVP's domains are metrics of one task: relative_score/natural... one entry each).
+    keys = [
+        (e.paper, e.table, e.model, e.input, e.task, e.split, *sorted(e.metrics)) for e in baselines.entries
+    ]
     assert len(keys) == len(set(keys))
 
 
@@ -89,7 +93,7 @@ SPOT = [
     ("regiongpt", "8", "mPLUG-Owl", "pope_adversarial", None, "yes_ratio", 98.67),
     ("sphinx_v", "3", "SPHINX-V", "lvis_cls", None, "ss", 87.06),
     ("sphinx_v", "4", "SPHINX-V", "cocotext_ocr", None, "accuracy", 45.44),
-    ("sphinx_v", "8", "SPHINX-V", "mdvp_screenshot_point", None, "relative_score", 54.05),
+    ("sphinx_v", "8", "SPHINX-V", "mdvp_point", None, "relative_score/screenshot", 54.05),
     ("sphinx_v", "10", "SPHINX-V", "vg_cap", None, "meteor", 24.3),
 ]
 

@@ -21,11 +21,14 @@ from evalkit.protocol import PROTOCOLS
 from evalkit.readers import READERS
 from evalkit.records import Request
 from evalkit.regions import Region
+from evalkit.report.boards import builtin_boards, parse_board
 from evalkit.task import get_task, task_names
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((Path(__file__).parent / "layout_before_move.json").read_text())
-FAMILIES = ["caption", "judged", "mdvp", "ovseg", "pope", "referring_cls", "shapes"]
+FAMILIES = ["caption", "closed_set", "judged", "mdvp", "ovseg", "pope", "referring_cls", "shapes"]
+# Families that hold only a board so far: their cards arrive with the RegionGPT / SPHINX-V suites.
+BOARD_ONLY = {"closed_set": {"coco_cls", "lvis_choice", "cocotext_ocr", "refcocog_rec"}}
 
 
 def test_tasks_folder_holds_one_folder_per_family_with_its_cards_readers_and_protocol():
@@ -49,6 +52,31 @@ def test_tasks_folder_holds_one_folder_per_family_with_its_cards_readers_and_pro
         assert PROTOCOLS.get(card.protocol).__module__.endswith(
             f".{protocol_file.parent.name}.{card.protocol}"
         )
+
+
+def test_each_family_declares_its_board_whose_columns_are_tasks_it_defines():
+    catalog = CardCatalog()
+    boards = {b.name: b for b in builtin_boards()}
+    assert [b.name for b in builtin_boards()] == [
+        "referring_cls", "ovseg", "captioning", "pope", "judged", "mdvp", "closed_set", "shapes"
+    ]  # fmt: skip
+    for family in FAMILIES:
+        board = parse_board((REPO / "tasks" / family / "board.yaml").read_text(), family)
+        assert boards[board.name] == board
+        if family in BOARD_ONLY:
+            assert board.tasks() == BOARD_ONLY[family]
+            continue
+        for col in board.columns:
+            loaded = catalog.load(col.task)
+            assert loaded.family == family, (family, col.task)
+            # A per-group metric (relative_score/ocr) is one of the card's metrics' groups.
+            assert col.metric.split("/")[0] in loaded.card.metrics, (col.task, col.metric)
+    # The MDVP columns are evalkit's own tasks' domain scores (the tasks no card defined are gone).
+    assert {(c.task, c.metric) for c in boards["mdvp"].columns} == {
+        (f"mdvp_{kind}", f"relative_score/{domain}")
+        for kind in ("box", "point")
+        for domain in ("natural", "ocr", "multipanel", "screenshot")
+    }
 
 
 def test_the_same_tasks_and_card_hashes_as_before_the_move():

@@ -196,3 +196,24 @@ def test_all_boards_without_runs_shows_the_papers(capsys: pytest.CaptureFixture[
     ovseg = _board(md, "Open-vocabulary segmentation")
     osprey = next(_cells(r) for r in ovseg if r.startswith("| Osprey-7B |"))
     assert osprey[3:] == ["**50.64**", "**29.17**", "**49.78**", "**41.89**", "**41.24**", "29.63"]
+
+
+def test_an_mdvp_run_fills_its_domain_columns_beside_sphinx_v(tmp_path: Path) -> None:
+    """mdvp_box reports relative_score/<domain> (MDVP's summariser groups): those are the
+    board's columns, so evalkit's own MDVP runs sit beside SPHINX-V Table 8."""
+    scores = {"relative_score": 70.0, "relative_score/natural": 90.5, "relative_score/ocr": 60.25}
+    write_run(
+        tmp_path / "mine" / "mdvp_box", "mdvp_box", "mine", scores, adapter={"name": "f", "input": "box"}
+    )
+    tables = build_tables(load_runs([tmp_path]), load_baselines(BASELINES), all_boards=False)
+    assert [t.board.name for t in tables] == ["mdvp"]
+    md = render_markdown(tables, reproducible=True)
+    lines = _board(md, "MDVP-Bench")
+    head = _cells(lines[0])
+    mine = next(_cells(line) for line in lines if line.startswith("| mine"))
+    assert mine[head.index("Natural box")] == "**90.50**"  # above SPHINX-V's 88.82: the best
+    assert mine[head.index("OCR box")] == "60.25"
+    sphinx_box = next(_cells(line) for line in lines if line.startswith("| SPHINX-V |"))
+    # SPHINX-V's box and point rows merge (inputs are in the columns): Table 8's numbers.
+    assert sphinx_box[head.index("Natural box")] == "88.82"
+    assert sphinx_box[head.index("Screenshot point")] == "**54.05**"  # Ferret-13B: 14.40

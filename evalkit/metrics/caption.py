@@ -34,6 +34,15 @@ from pathlib import Path
 from typing import IO
 
 from evalkit.errors import EvalkitError
+from evalkit.metrics.spec import MetricSpec, declare
+
+declare(
+    MetricSpec("meteor", "METEOR", True, "caption"),
+    MetricSpec("cider", "CIDEr", True, "caption_cider"),  # ×100; can pass 100
+    MetricSpec("bleu4", "BLEU-4", True, "caption"),
+    MetricSpec("rouge_l", "ROUGE-L", True, "caption"),
+    MetricSpec("spice", "SPICE", True, "caption"),
+)
 
 PTB_JAR = "stanford-corenlp-3.4.1.jar"
 METEOR_JAR = "meteor-1.5.jar"

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalkit.metrics.spec import MetricSpec, declare
+
+declare(MetricSpec("relative_score", "Relative score", True, "judged"))
+
 ScorePair = tuple[float, float]
 FAILED_PAIR: ScorePair = (-1.0, -1.0)
 ALL = "all"

@@ -26,6 +26,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evalkit.metrics.spec import MetricSpec, declare
+
+declare(
+    MetricSpec("pq", "PQ", True, "segmentation"),
+    MetricSpec("sq", "SQ", True, "segmentation"),
+    MetricSpec("rq", "RQ", True, "segmentation"),
+    MetricSpec("pq_th", "PQ-Th", True, "segmentation"),
+    MetricSpec("pq_st", "PQ-St", True, "segmentation"),
+)
+
 VOID = 0
 OFFSET = 256 * 256 * 256
 

@@ -14,6 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from evalkit.metrics.spec import MetricSpec, declare
+
+declare(
+    MetricSpec("accuracy", "Acc", True, "pope"),
+    MetricSpec("precision", "Prec", True, "pope"),
+    MetricSpec("recall", "Rec", True, "pope"),
+    MetricSpec("f1", "F1", True, "pope"),
+    # The share of yes answers: 50 is balanced on POPE's balanced splits, neither end is better.
+    MetricSpec("yes_ratio", "Yes %", None, "pope"),
+)
+
 NEGATIVE_WORDS = ("No", "not", "no")
 
 

@@ -13,6 +13,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from evalkit.metrics.spec import MetricSpec, declare
+
+declare(
+    MetricSpec("ss", "SS", True, "semantic"),  # mean cosine of answer and label embeddings
+    MetricSpec("s_iou", "S-IoU", True, "semantic"),  # mean word-set IoU of answer and label
+)
+
 Encoder = Callable[[Sequence[str]], np.ndarray]
 
 

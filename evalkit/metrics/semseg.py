@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalkit.metrics.spec import MetricSpec, declare
+
+declare(MetricSpec("miou", "mIoU", True, "segmentation"))
+
 
 def confusion_matrix(
     pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_label: int = 255

@@ -1,11 +1,26 @@
-"""The paper-style boards: which (task, metric) columns each shows, in the papers' order."""
+"""The paper-style boards: which (task, metric) columns each shows, in the papers' order.
+
+Each benchmark family declares its board beside its cards, in ``tasks/<family>/board.yaml``
+(``name``, ``title``, ``order`` among the boards, ``description``, ``columns``); a column's
+header is its ``header``, or its ``prefix`` followed by the metric's own header
+(:mod:`evalkit.metrics.spec`), which also says whether the best value is bolded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
 
-# Metrics where neither direction is better (POPE's yes-ratio: 50 is balanced, not "best").
-UNDIRECTED_METRICS = frozenset({"yes_ratio"})
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from evalkit.cards import BOARD_FILE, BUILTIN_PACKAGE
+from evalkit.errors import ConfigError
+from evalkit.metrics.spec import metric_spec
 
 
 @dataclass(frozen=True)
@@ -18,7 +33,7 @@ class Column:
 
     @property
     def bold_best(self) -> bool:
-        return self.metric not in UNDIRECTED_METRICS
+        return metric_spec(self.metric).directed
 
 
 @dataclass(frozen=True)
@@ -30,111 +45,92 @@ class Board:
     # True when the region kind is part of the columns (MDVP box/point, LVIS choice by
     # prompt kind): a model's rows then merge across inputs.
     inputs_in_columns: bool = False
+    order: int = 0
 
     def tasks(self) -> set[str]:
         return {c.task for c in self.columns}
 
 
-def _cols(task: str, prefix: str, metrics: list[tuple[str, str]], **kw: str) -> list[Column]:
-    return [Column(task, m, f"{prefix} {h}".strip(), **kw) for m, h in metrics]
+class ColumnSpec(BaseModel):
+    """One ``columns:`` entry: a task's ``metric`` (with its ``header``), or several
+    ``metrics`` headed ``prefix`` + each metric's header."""
 
+    model_config = ConfigDict(extra="forbid")
+    task: str
+    metric: str | None = None
+    metrics: list[str] = []
+    header: str | None = None
+    prefix: str = ""
+    split: str | None = None
+    input: str | None = None
 
-_POPE = [
-    ("accuracy", "Acc"),
-    ("precision", "Prec"),
-    ("recall", "Rec"),
-    ("f1", "F1"),
-    ("yes_ratio", "Yes %"),
-]
-_OVSEG = [("pq", "PQ"), ("ap", "AP"), ("miou", "mIoU")]
-_SEMANTIC = [("ss", "SS"), ("s_iou", "S-IoU")]
-_CAPTION = [("meteor", "METEOR"), ("cider", "CIDEr")]
+    @model_validator(mode="after")
+    def _one_form(self) -> ColumnSpec:
+        if (self.metric is None) == (not self.metrics):
+            raise ValueError("give either metric (one column) or metrics (one column each)")
+        if self.header is not None and self.metrics:
+            raise ValueError("header names one column: use metric, or prefix with metrics")
+        return self
 
-BOARDS: tuple[Board, ...] = (
-    Board(
-        "referring_cls",
-        "Referring object classification",
-        tuple(_cols("lvis_cls", "LVIS", _SEMANTIC) + _cols("paco_cls", "PACO", _SEMANTIC)),
-        "Object-level LVIS and part-level PACO; semantic similarity / semantic IoU "
-        "(Osprey Table 3, SPHINX-V Table 3).",
-    ),
-    Board(
-        "ovseg",
-        "Open-vocabulary segmentation",
-        tuple(_cols("cityscapes_ovseg", "Cityscapes", _OVSEG) + _cols("ade20k_ovseg", "ADE20K", _OVSEG)),
-        "Ground-truth regions classified by the model; panoptic PQ, instance AP, semantic "
-        "mIoU (Osprey Table 2).",
-    ),
-    Board(
-        "captioning",
-        "Region captioning",
-        tuple(_cols("refcocog_cap", "RefCOCOg", _CAPTION) + _cols("vg_cap", "VG", _CAPTION)),
-        "RefCOCOg val and Visual Genome (Osprey Table A1, RegionGPT Table 4, SPHINX-V Tables 6 and 10).",
-    ),
-    Board(
-        "pope",
-        "Object hallucination (POPE)",
-        tuple(
-            _cols("pope_random", "Random", _POPE)
-            + _cols("pope_popular", "Popular", _POPE)
-            + _cols("pope_adversarial", "Adversarial", _POPE)
-        ),
-        "COCO val2014 yes/no questions (Osprey Table 6, RegionGPT Table 8). Yes % is the "
-        "share of yes answers (not ranked).",
-    ),
-    Board(
-        "judged",
-        "GPT-4-judged description and reasoning",
-        (
-            Column("osprey_description", "relative_score", "Osprey-Bench detailed desc."),
-            Column("ferret_refer_desc", "relative_score", "Ferret referring desc."),
-            Column("ferret_refer_reason", "relative_score", "Ferret referring reasoning"),
-        ),
-        "Relative score = judge's mean score of the model / of the reference answers × 100 "
-        "(Osprey Tables 4-5, SPHINX-V Tables 5 and 7).",
-    ),
-    Board(
-        "mdvp",
-        "MDVP-Bench",
-        tuple(
-            Column(f"mdvp_{domain}_{kind}", "relative_score", f"{title} {kind}")
-            for domain, title in (
-                ("natural", "Natural"),
-                ("ocr", "OCR"),
-                ("multipanel", "Multi-panel"),
-                ("screenshot", "Screenshot"),
+    def columns(self) -> list[Column]:
+        names = [self.metric] if self.metric is not None else self.metrics
+        return [
+            Column(
+                self.task,
+                m,
+                self.header or f"{self.prefix} {metric_spec(m).header}".strip(),
+                self.split,
+                self.input,
             )
-            for kind in ("box", "point")
-        ),
-        "GPT-4V-judged relative score per domain and visual-prompt kind (SPHINX-V Table 8).",
-        inputs_in_columns=True,
-    ),
-    Board(
-        "closed_set",
-        "Closed-set classification, regional OCR and REC",
-        (
-            Column("coco_cls", "map", "COCO mAP"),
-            Column("coco_cls", "accuracy", "COCO Acc"),
-            Column("lvis_choice", "accuracy", "LVIS choice point", input="point"),
-            Column("lvis_choice", "accuracy", "LVIS choice box", input="box"),
-            Column("lvis_choice", "accuracy", "LVIS choice free-form", input="free-form"),
-            Column("cocotext_ocr", "accuracy", "COCO-Text OCR"),
-            Column("refcocog_rec", "accuracy", "RefCOCOg REC val"),
-            Column("refcocog_rec", "accuracy", "RefCOCOg REC test", split="test"),
-        ),
-        "RegionGPT Tables 3 and 5, SPHINX-V Table 4.",
-        inputs_in_columns=True,
-    ),
-    Board(
-        "shapes",
-        "Embedded shapes benchmark",
-        tuple(
-            _cols("shapes_cls", "cls", _SEMANTIC)
-            + _cols("shapes_cap", "cap", _CAPTION)
-            + _cols("shapes_pope", "POPE", _POPE)
-            + _cols("shapes_ovseg", "ovseg", _OVSEG)
-        ),
-        "The generated benchmark that ships with evalkit (no download): classification, "
-        "captioning, yes/no and open-vocabulary views of the same scenes.",
-    ),
-)
+            for m in names
+        ]
+
+
+class BoardFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    title: str
+    order: int
+    description: str = ""
+    inputs_in_columns: bool = False
+    columns: list[ColumnSpec]
+
+    def board(self) -> Board:
+        cols = tuple(c for spec in self.columns for c in spec.columns())
+        return Board(self.name, self.title, cols, self.description, self.inputs_in_columns, self.order)
+
+
+def parse_board(text: str, source: str) -> Board:
+    try:
+        return BoardFile.model_validate(yaml.safe_load(text)).board()
+    except (yaml.YAMLError, ValidationError) as exc:
+        first = str(exc).strip().splitlines()
+        raise ConfigError(f"{source}: not a valid board: {' '.join(first[:3])}") from exc
+
+
+def _builtin_board_files() -> Iterator[tuple[Traversable, str]]:
+    root = resources.files(BUILTIN_PACKAGE)
+    for family in sorted(root.iterdir(), key=lambda e: e.name):
+        if family.is_dir() and (family / BOARD_FILE).is_file():
+            yield family / BOARD_FILE, f"tasks/{family.name}/{BOARD_FILE}"
+
+
+def load_boards(folders: Sequence[Path] = ()) -> tuple[Board, ...]:
+    """Every family's board, by ``order``: the built-ins, then a ``board.yaml`` in each of
+    ``folders`` (a user's task folder; it replaces a built-in board of the same name)."""
+    boards: dict[str, Board] = {}
+    for file, source in _builtin_board_files():
+        board = parse_board(file.read_text("utf-8"), source)
+        if board.name in boards:
+            raise ConfigError(f"{source}: board {board.name!r} is declared twice")
+        boards[board.name] = board
+    for folder in folders:
+        if (folder / BOARD_FILE).is_file():
+            board = parse_board((folder / BOARD_FILE).read_text("utf-8"), str(folder / BOARD_FILE))
+            boards[board.name] = board
+    return tuple(sorted(boards.values(), key=lambda b: (b.order, b.name)))
+
+
+@cache
+def builtin_boards() -> tuple[Board, ...]:
+    return load_boards()

@@ -15,21 +15,9 @@ from typing import Any
 import numpy as np
 
 from evalkit.errors import ConfigError
-from evalkit.report.boards import UNDIRECTED_METRICS
+from evalkit.metrics.spec import MetricSpec, metric_spec
 from evalkit.report.runs import Run
 
-# Default tolerances, in the metric's own points (papers' scale), by metric family. Judged
-# scores move most between identical runs (the judge samples), captioning CIDEr has a wide
-# range; referring-classification / POPE / segmentation scores are tight.
-FAMILY_TOLERANCES: dict[str, tuple[float, tuple[str, ...]]] = {
-    "semantic": (0.5, ("ss", "s_iou")),
-    "caption": (0.3, ("meteor", "bleu4", "rouge_l", "spice")),
-    "caption_cider": (2.0, ("cider",)),
-    "pope": (0.5, ("accuracy", "precision", "recall", "f1")),
-    "segmentation": (0.5, ("pq", "sq", "rq", "pq_th", "pq_st", "ap", "ap50", "miou", "map")),
-    "judged": (2.0, ("relative_score",)),
-}
-FALLBACK_TOLERANCE = 1.0
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 # Per-sample values are rounded (4 decimals) when written; their mean may differ from the
@@ -38,10 +26,8 @@ _MEAN_MATCH = 1e-3
 
 
 def default_tolerance(metric: str) -> float:
-    for tol, names in FAMILY_TOLERANCES.values():
-        if metric in names:
-            return tol
-    return FALLBACK_TOLERANCE
+    """The metric's tolerance family's (evalkit/metrics/spec.py): points it may drop by."""
+    return metric_spec(metric).tolerance
 
 
 def parse_tolerances(items: list[str] | None) -> dict[str, float]:
@@ -157,6 +143,25 @@ def per_sample_values(
     return values
 
 
+def _status(spec: MetricSpec, delta: float, tol: float, ci_low: float | None, ci_high: float | None) -> str:
+    """ok / improved / regression / noise / info for one metric's change ``delta``."""
+    if not spec.directed:
+        return "info"  # neither direction is better (POPE's yes-ratio)
+    # Oriented so that a positive gain is better, whichever direction the metric has.
+    sign = 1.0 if spec.higher_is_better else -1.0
+    gain = sign * delta
+    if gain > tol:
+        return "improved"
+    if gain >= -tol:
+        return "ok"
+    # A drop past the tolerance is a regression only when the paired interval of the change
+    # lies wholly on the worse side of zero (or there is no per-sample decomposition).
+    if ci_low is None or ci_high is None:
+        return "regression"
+    worst_side = ci_high if sign > 0 else -ci_low
+    return "regression" if worst_side < 0 else "noise"
+
+
 def compare_runs(
     candidate: Run,
     baseline: Run,
@@ -196,13 +201,7 @@ def compare_runs(
                 diffs = np.array([cand_vals[i] - base_vals[i] for i in ids])
                 md.ci_low, md.ci_high = paired_bootstrap(diffs)
                 md.n_paired = len(ids)
-        if metric in UNDIRECTED_METRICS:
-            md.status = "info"
-        elif delta < -tol:
-            significant = md.ci_high is None or md.ci_high < 0
-            md.status = "regression" if significant else "noise"
-        elif delta > tol:
-            md.status = "improved"
+        md.status = _status(metric_spec(metric), delta, tol, md.ci_low, md.ci_high)
         cmp.metrics.append(md)
     missing = [m for m in bm if m not in cm]
     if missing:

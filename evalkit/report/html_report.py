@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.metrics.spec import metric_header, metric_spec
 from evalkit.records import Sample
 from evalkit.report.plots import histograms_png
 from evalkit.report.render import thumbnail_png
@@ -175,14 +176,19 @@ def _prompt_html(prompt: str) -> str:
     return out
 
 
+def _bar(metric: str, value: float) -> float:
+    """The score bar's fill, in percent of the metric's perfect score."""
+    return min(max(100.0 * value / metric_spec(metric).scale, 0.0), 100.0)
+
+
 def _card_html(card: Card, sort_metric: str | None) -> str:
     if card.image_b64:
         img = f'<img alt="{_esc(card.id)}" src="data:image/png;base64,{card.image_b64}">'
     else:
         img = '<div class="noimg">image not available</div>'
     badges = "".join(
-        f'<span class="score{" key" if m == sort_metric else ""}" '
-        f'style="--v:{min(max(v, 0), 100):.1f}">{_esc(m)} {v:.1f}</span>'
+        f'<span class="score{" key" if m == sort_metric else ""}" title="{_esc(m)}" '
+        f'style="--v:{_bar(m, v):.1f}">{_esc(metric_header(m))} {v:.1f}</span>'
         for m, v in card.scores.items()
     )
     extra = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in card.extra.items())
@@ -223,7 +229,8 @@ def _provenance_html(run: Run) -> str:
 def render_html(run: Run, gallery: Gallery, histogram_png: bytes) -> str:
     res = run.results
     metric_cells = "".join(
-        f'<div class="metric"><b>{v:.2f}</b><span>{_esc(k)}</span></div>' for k, v in res.metrics.items()
+        f'<div class="metric" title="{_esc(k)}"><b>{v:.2f}</b><span>{_esc(metric_header(k))}</span></div>'
+        for k, v in res.metrics.items()
     )
     categories = sorted({c.category for c in gallery.cards})
     options = "".join(f'<option value="{_esc(c)}">{_esc(c)}</option>' for c in categories)

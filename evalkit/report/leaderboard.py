@@ -16,7 +16,7 @@ import pandas as pd
 
 from evalkit.errors import ConfigError
 from evalkit.report.baselines import Baselines, Entry, format_sources
-from evalkit.report.boards import BOARDS, Board, Column
+from evalkit.report.boards import Board, Column, builtin_boards
 from evalkit.report.runs import Run
 
 NO_INPUT = "—"
@@ -163,9 +163,9 @@ def build_table(board: Board, runs: Sequence[Run], baselines: Baselines) -> Boar
     return BoardTable(board, columns, rows, best)
 
 
-def _other_board(runs: Sequence[Run]) -> Board | None:
+def _other_board(runs: Sequence[Run], boards: Sequence[Board]) -> Board | None:
     """Runs of tasks no paper board shows, so nothing given on the command line is dropped."""
-    known = set().union(*(b.tasks() for b in BOARDS))
+    known = set().union(*(b.tasks() for b in boards))
     cols: list[Column] = []
     for task in sorted({r.results.task for r in runs} - known):
         metrics: list[str] = []
@@ -189,10 +189,13 @@ def _run_order(run: Run) -> tuple[str, ...]:
     )
 
 
-def build_tables(runs: Sequence[Run], baselines: Baselines, all_boards: bool) -> list[BoardTable]:
+def build_tables(
+    runs: Sequence[Run], baselines: Baselines, all_boards: bool, boards: Sequence[Board] | None = None
+) -> list[BoardTable]:
+    """The tables of ``boards`` (default: every family's board, tasks/*/board.yaml)."""
     runs = sorted(runs, key=_run_order)
-    boards = list(BOARDS)
-    other = _other_board(runs)
+    boards = list(builtin_boards() if boards is None else boards)
+    other = _other_board(runs, boards)
     if other is not None:
         boards.append(other)
     tables = [build_table(b, runs, baselines) for b in boards]
