@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from evalkit.tasks.shapes.scenes import category_phrase
 
+from evalkit.cards import CardCatalog
 from evalkit.cli import main
 from evalkit.errors import ConfigError
 from evalkit.report.compare import (
     compare_runs,
     default_tolerance,
+    mismatches,
     paired_bootstrap,
     parse_tolerances,
 )
@@ -150,6 +152,20 @@ def replay_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for out, preds in (("first", "good"), ("again", "good"), ("worse", "bad")):
         run_replay("shapes_cls", root / f"{preds}.jsonl", root / out, "--limit", "240")
     return root
+
+
+def test_a_run_before_a_card_moved_to_include_compares_with_one_after(tmp_path: Path) -> None:
+    """pope_random now inherits through include:; a run recorded under the hash its card had
+    before (its previous_hashes) is the same benchmark, not a card mismatch."""
+    before = json.loads((REPO / "tests" / "layout_before_move.json").read_text())["card_sha256"]
+    now = CardCatalog().load("pope_random").card_hash
+    assert before["pope_random"] != now
+    metrics = {"accuracy": 80.0, "f1": 80.0}
+    write_run(tmp_path / "old", "pope_random", "m", metrics, card_hash=before["pope_random"])
+    write_run(tmp_path / "new", "pope_random", "m", metrics, card_hash=now)
+    write_run(tmp_path / "other", "pope_random", "m", metrics, card_hash=before["pope_popular"])
+    assert mismatches(load_run(tmp_path / "new"), load_run(tmp_path / "old")) == []
+    assert mismatches(load_run(tmp_path / "other"), load_run(tmp_path / "new"))  # another split
 
 
 def test_rerun_of_the_same_predictions_passes(replay_runs: Path) -> None:

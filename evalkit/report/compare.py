@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.cards import CardCatalog
 from evalkit.errors import ConfigError
 from evalkit.metrics.spec import MetricSpec, metric_spec
 from evalkit.report.runs import Run
@@ -84,13 +85,26 @@ def _data_hashes(run: Run) -> list[str]:
     return sorted(h for h in prov.data_files.values() if h not in own)
 
 
+def _same_card(task: str, a: str, b: str) -> bool:
+    """The same card text: equal hashes, or the current card and a hash it had before it was
+    rewritten to inherit through include: (its ``previous_hashes``, same resolved content)."""
+    if a == b:
+        return True
+    try:
+        loaded = CardCatalog().load(task)
+    except ConfigError:
+        return False  # a card from an --include folder this command was not given
+    known = {loaded.card_hash, *loaded.card.previous_hashes}
+    return a in known and b in known
+
+
 def mismatches(candidate: Run, baseline: Run) -> list[str]:
     """Why two runs' numbers are not comparable (empty when they are)."""
     c, b = candidate.results, baseline.results
     out = []
     if c.task != b.task:
         out.append(f"tasks differ: {c.task} vs {b.task}")
-    if c.provenance.task_card_hash != b.provenance.task_card_hash:
+    if not _same_card(c.task, c.provenance.task_card_hash, b.provenance.task_card_hash):
         out.append(
             f"task card hashes differ: {c.provenance.task_card_hash[:12]} vs "
             f"{b.provenance.task_card_hash[:12]}"
