@@ -42,6 +42,7 @@ def random_corpus(n: int, seed: int = 0) -> tuple[dict[str, list[str]], dict[str
     return refs, preds
 
 
+@pytest.mark.slow
 def test_parity_with_pycocoevalcap_including_edge_cases(monkeypatch: pytest.MonkeyPatch) -> None:
     refs, preds = random_corpus(60)
     refs["r0"] = ["A man, on the LEFT.", "the man standing left"]

@@ -141,6 +141,7 @@ def test_vocabulary_format_errors(tmp_path: Path) -> None:
         read_vocabulary(path, 2)
 
 
+@pytest.mark.slow
 def test_shapes_ovseg_perfect_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

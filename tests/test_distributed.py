@@ -47,6 +47,7 @@ def run(args, env, nproc=None):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN, reason="torchrun not on PATH")
 def test_torchrun_two_ranks_equals_one_process_and_resumes_with_one(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -89,6 +90,7 @@ def test_torchrun_two_ranks_equals_one_process_and_resumes_with_one(tmp_path):
     assert requests == {"total": 40, "generated": 0, "reused": 40, "skipped": 0}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN, reason="torchrun not on PATH")
 def test_torchrun_counts_reuse_per_rank_when_rank0_starts_late(tmp_path):
     """Rank 1 stores its rows before rank 0 looks for finished ones: they are still this run's."""
@@ -154,6 +156,7 @@ def tiny_args(out: Path, limit: int) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN, reason="torchrun not on PATH")
 def test_torchrun_with_the_tiny_model_equals_one_process(tmp_path):
     """The acceptance form: ``torchrun -m evalkit run`` with osprey-tiny on shapes (CPU, gloo)."""

@@ -52,6 +52,7 @@ def assert_same_as_clean(out: Path, clean: Path, n: int) -> None:
     assert (out / "predictions.jsonl").read_text() == (clean / "predictions.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Uninterrupted run.
@@ -95,6 +96,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path):
     assert_same_as_clean(out, clean, 60)
 
 
+@pytest.mark.slow
 def test_rerun_recomputes_nothing_and_new_settings_recompute(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out, log = tmp_path / "run", tmp_path / "log"
@@ -131,6 +133,7 @@ def test_store_never_duplicates_and_rejects_garbage(tmp_path):
         PredictionStore(tmp_path / "bad.sqlite")
 
 
+@pytest.mark.slow
 def test_sigkill_at_twenty_random_moments(tmp_path):
     """Kill at 20 seeded-random moments (start-up, generation, writing results); the final
     results equal an uninterrupted run's and the store holds each request once."""
@@ -167,6 +170,7 @@ def test_sigkill_at_twenty_random_moments(tmp_path):
     assert len(set(log.read_text().split())) == 80
 
 
+@pytest.mark.slow
 def test_sigkill_the_tiny_model_twenty_times(tmp_path):
     """osprey-tiny killed by SIGKILL 20 times mid-generation (after a random number of newly
     stored rows); the final results equal an uninterrupted run's, with no duplicate rows."""

@@ -95,6 +95,7 @@ def run(checkpoint: Path, requests: list[Request], **args: str | int) -> dict[st
     return {p.request_id: list(p.token_ids or []) for p in preds}
 
 
+@pytest.mark.slow
 def test_cascade_path_is_token_identical_to_naive(checkpoint: Path, requests: list[Request]) -> None:
     naive = run(checkpoint, requests, mode="naive")
     eos = tiny_tokenizer().eos_id

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evalkit.models import MODELS
 from evalkit.models.osprey import bundled_tiny_path
 
@@ -28,6 +30,7 @@ def test_osprey_names_are_registered() -> None:
     assert {"osprey7b", "osprey-chat-7b", "osprey-tiny"} <= set(MODELS.names())
 
 
+@pytest.mark.slow
 def test_run_osprey_tiny_on_shapes_cls(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     out = tmp_path / "run"

@@ -118,6 +118,7 @@ def model_outputs(raw: dict[str, Any], seed: int = 1) -> dict[str, str]:
     return outputs
 
 
+@pytest.mark.slow
 @needs_java
 def test_score_equals_pycocoevalcap_after_reference_postprocessing(tmp_path: Path) -> None:
     data = tmp_path / "finetune_refcocog_val_with_mask.json"

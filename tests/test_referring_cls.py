@@ -82,6 +82,7 @@ def test_semantic_similarity_hand_computed_with_a_toy_encoder():
     assert sims.tolist() == pytest.approx([1.0, 0.0, 2**-0.5])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "names"), [("lvis_cls", LVIS_NAMES), ("paco_cls", PACO_NAMES)])
 def test_score_cli_equals_reference_script(tmp_path, capsys, task, names):
     records = write_osprey_subset(tmp_path / "ann.json", names, 12, seed=3)

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_shapes_board_regenerates_byte_for_byte(tmp_path: Path) -> None:
     out = tmp_path / "shapes.md"
     done = subprocess.run(

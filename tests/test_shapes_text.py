@@ -78,6 +78,7 @@ def test_shapes_pope_run_with_replay(tmp_path: Path) -> None:
     assert results["counts"]["fp"] == wrong
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs Java")
 def test_shapes_cap_run_with_replay(tmp_path: Path) -> None:
     task = get_task("shapes_cap")

@@ -148,6 +148,7 @@ def test_test_id_forms(tmp_path: Path) -> None:
         read_test_ids(tmp_path / "e.json")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs Java")
 def test_vg_score(tmp_path: Path) -> None:
     paths = write_vg(tmp_path)
