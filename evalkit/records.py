@@ -6,6 +6,12 @@
 * A :class:`Request` is what an adapter is asked: an image, a prompt with ``<region>``
   placeholders (the i-th placeholder is ``regions[i]``) and generation settings.
 * A :class:`Prediction` is the adapter's raw answer to one request.
+
+A request either generates (the default) or, when it carries ``choices``, ranks them: the
+adapter scores each candidate answer by the summed log-probability of its tokens, teacher-
+forced after the prompt (RegionGPT's and Ferret-style closed-set protocols, likelihood
+baselines). What a request needs of the adapter is :meth:`Request.needs`; an adapter says
+what it serves in ``Adapter.serves`` and the engine refuses a mismatch before any model work.
 """
 
 from __future__ import annotations
@@ -13,11 +19,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from evalkit.regions import Region
+
+# What a request can ask of an adapter: generate text, rank candidate answers by likelihood,
+# and (with generation ``logprobs: true``) the generated tokens' log-probabilities.
+Capability = Literal["generate", "rank", "token_logprobs"]
+CAPABILITIES: tuple[Capability, ...] = ("generate", "rank", "token_logprobs")
 
 REGION_PLACEHOLDER = "<region>"
 IMAGE_PLACEHOLDER = "<image>"
@@ -72,10 +83,17 @@ class Request:
     prompt: str
     regions: list[Region]
     generation: dict[str, Any]
+    # Candidate answers to rank (a likelihood request); None: generate.
+    choices: tuple[str, ...] | None = None
+
+    def needs(self) -> frozenset[Capability]:
+        """What the adapter must serve to answer this request."""
+        kind: Capability = "rank" if self.choices is not None else "generate"
+        return frozenset({kind, "token_logprobs"} if self.generation.get("logprobs") else {kind})
 
     def payload(self) -> dict[str, Any]:
         """Everything that determines the model's answer, in canonical JSON form."""
-        return {
+        out: dict[str, Any] = {
             "image": self.image_path,
             "prompt": self.prompt,
             "regions": [r.to_json() for r in self.regions],
@@ -84,6 +102,11 @@ class Request:
             # store key written by evalkit 0.1 stays valid (tests/test_layout.py pins one).
             "extra": {},
         }
+        if self.choices is not None:
+            # Only ranking requests carry the key: a generation request's payload, and so its
+            # store key, is what it was before ranking existed.
+            out["choices"] = list(self.choices)
+        return out
 
     def payload_digest(self) -> str:
         text = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
@@ -101,6 +124,13 @@ class Prediction:
     # region the model cannot take): the engine fails or skips it under --on-error; such a
     # prediction is never stored, so a later run tries again.
     error: str | None = None
+    # log p of each generated token (natural log, the model's own distribution before any
+    # temperature or top-p), when the request's generation asks ``logprobs: true``.
+    token_logprobs: list[float] | None = None
+    # A ranking request's answer: per choice (request order), the summed log p of its
+    # tokens after the prompt, and how many tokens that is (for length normalisation).
+    choice_logprobs: list[float] | None = None
+    choice_tokens: list[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.request_id, "text": self.text}
@@ -110,6 +140,25 @@ class Prediction:
             out["prompt"] = self.prompt
         if self.token_ids is not None:
             out["token_ids"] = self.token_ids
+        if self.token_logprobs is not None:
+            out["token_logprobs"] = self.token_logprobs
+        if self.choice_logprobs is not None:
+            out["choice_logprobs"] = self.choice_logprobs
+            out["choice_tokens"] = self.choice_tokens
         if self.meta:
             out["meta"] = self.meta
         return out
+
+    @staticmethod
+    def from_json(obj: dict[str, Any]) -> Prediction:
+        """The inverse of :meth:`to_json` (the store's rows)."""
+        return Prediction(
+            request_id=obj["id"],
+            text=obj["text"],
+            prompt=obj.get("prompt"),
+            token_ids=obj.get("token_ids"),
+            meta=obj.get("meta", {}),
+            token_logprobs=obj.get("token_logprobs"),
+            choice_logprobs=obj.get("choice_logprobs"),
+            choice_tokens=obj.get("choice_tokens"),
+        )

@@ -82,14 +82,14 @@ class PredictionStore:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Prediction]:
         rows = _select_keys(self._db, "key, record", keys)
-        return {key: _prediction_from_json(json.loads(record)) for key, record in rows}
+        return {key: Prediction.from_json(json.loads(record)) for key, record in rows}
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
     def rows(self) -> Iterator[tuple[str, Prediction]]:
         for key, record in self._db.execute("SELECT key, record FROM predictions ORDER BY rowid"):
-            yield key, _prediction_from_json(json.loads(record))
+            yield key, Prediction.from_json(json.loads(record))
 
     def close(self) -> None:
         self._db.close()
@@ -99,16 +99,6 @@ class PredictionStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _prediction_from_json(obj: dict[str, Any]) -> Prediction:
-    return Prediction(
-        request_id=obj["id"],
-        text=obj["text"],
-        prompt=obj.get("prompt"),
-        token_ids=obj.get("token_ids"),
-        meta=obj.get("meta", {}),
-    )
 
 
 def _select_keys(db: sqlite3.Connection, columns: str, keys: Iterable[str]) -> Iterator[tuple[Any, ...]]:

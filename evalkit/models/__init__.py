@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from evalkit.errors import ConfigError
-from evalkit.records import Prediction, Request
+from evalkit.records import Capability, Prediction, Request
 from evalkit.registry import Registry
 
 
 class Adapter(ABC):
     name: ClassVar[str] = ""
     region_kinds: ClassVar[frozenset[str]] = frozenset({"mask", "box", "points", "scribble"})
+    # The request kinds it answers (records.Capability); the engine refuses a request that
+    # needs another before any model work (e.g. likelihood ranking asked of an API model).
+    serves: ClassVar[frozenset[Capability]] = frozenset({"generate"})
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
@@ -36,6 +39,19 @@ class Adapter(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, GPU memory)."""
+
+
+def check_serves(adapter: Adapter, requests: Sequence[Request], task: str) -> None:
+    """One line, before any model work, when ``adapter`` cannot answer some request."""
+    needed: set[Capability] = set()
+    for request in requests:
+        needed |= request.needs()
+    missing = sorted(needed - adapter.serves)
+    if missing:
+        raise ConfigError(
+            f"model {adapter.name} cannot serve task {task}: it needs {', '.join(missing)} "
+            f"but the adapter serves only {', '.join(sorted(adapter.serves))}"
+        )
 
 
 AdapterFactory = Callable[..., Adapter]

@@ -44,6 +44,7 @@ from evalkit.models.osprey.generation import Finished, Job, SamplingSettings, re
 from evalkit.models.osprey.modeling import OspreyModel
 from evalkit.models.osprey.preprocess import preprocess_image
 from evalkit.models.osprey.prompting import OspreyTokenizer, render_prompt
+from evalkit.models.osprey.rank import choice_ids, rank_cascade, rank_naive
 from evalkit.records import Prediction, Request
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -62,6 +63,7 @@ Loaded = tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]], dict
 
 class OspreyAdapter(Adapter):
     region_kinds = frozenset({"mask"})
+    serves = frozenset({"generate", "rank", "token_logprobs"})
 
     def __init__(
         self,
@@ -182,6 +184,12 @@ class OspreyAdapter(Adapter):
                 f"but {len(request.regions)} region(s)"
             )
         gen = request.generation
+        choices = None
+        if request.choices is not None:
+            try:
+                choices = choice_ids(self.tokenizer, rendered, request.choices)
+            except ValueError as exc:
+                raise EvalkitError(f"request {request.id}: {exc}") from exc
         return Job(
             request=request,
             rendered=rendered,
@@ -191,6 +199,8 @@ class OspreyAdapter(Adapter):
             max_new_tokens=int(gen.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
             temperature=float(gen.get("temperature", 0.0)),
             seed=int(gen.get("seed", 0)),
+            choice_ids=choices,
+            want_logprobs=bool(gen.get("logprobs", False)),
         )
 
     @torch.inference_mode()
@@ -202,21 +212,38 @@ class OspreyAdapter(Adapter):
                 # (and pools the request's own regions) again for every request.
                 own = regions.get(job.image_key, {})
                 masks = [own[key] for key in job.region_keys]
-                yield generate_naive(
-                    self.model, self.tokenizer, job, images[job.image_key], masks, self.sampling
-                )
+                image = images[job.image_key]
+                if job.choice_ids is not None:
+                    yield rank_naive(self.model, self.tokenizer, job, image, masks)
+                else:
+                    yield generate_naive(self.model, self.tokenizer, job, image, masks, self.sampling)
             return
         encoded = encode_batch(self.model, images, regions)
-        yield from generate_cascade(
-            self.model, self.tokenizer, batch, encoded, self.sampling, self.text_prefix_cache
-        )
+        ranked = [job for job in batch if job.choice_ids is not None]
+        generated = [job for job in batch if job.choice_ids is None]
+        if ranked:
+            yield from rank_cascade(self.model, self.tokenizer, ranked, encoded, self.text_prefix_cache)
+        if generated:
+            yield from generate_cascade(
+                self.model, self.tokenizer, generated, encoded, self.sampling, self.text_prefix_cache
+            )
 
     def prediction(self, done: Finished) -> Prediction:
+        if done.choice_logprobs is not None:
+            assert done.job.choice_ids is not None
+            return Prediction(
+                done.job.request.id,
+                "",
+                prompt=done.job.rendered,
+                choice_logprobs=done.choice_logprobs,
+                choice_tokens=[len(ids) for ids in done.job.choice_ids],
+            )
         return Prediction(
             done.job.request.id,
             self.tokenizer.decode(done.token_ids),
             prompt=done.job.rendered,
             token_ids=done.token_ids,
+            token_logprobs=done.token_logprobs,
         )
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """The cascade path: many requests over several images, decoded together.
 
-For a batch of requests (:func:`generate_cascade`):
+For a batch of requests (:func:`generate_cascade`; :func:`prefill` is steps 1-3, which
+likelihood ranking, :mod:`evalkit.models.osprey.rank`, shares):
 
 1. the text every request starts with (BOS, system prompt, ``USER:``) goes through the
    decoder once per model and is kept (:class:`TextPrefixCache`);
@@ -214,18 +215,30 @@ class TextPrefixCache:
         return self.kv
 
 
-def generate_cascade(
+@dataclass
+class Prefilled:
+    """Every job's prompt run through the decoder (steps 1-3): its image's shared prefix,
+    its own suffix's keys/values, and the last position's hidden state."""
+
+    prefix: SharedKV | None  # one group per image
+    grouping: Grouping  # job -> its image's group
+    own: RowKV  # each job's own suffix
+    hidden: torch.Tensor  # [jobs, 1, hidden]: the last prompt position
+    next_pos: torch.Tensor  # [jobs]: the RoPE position of the first answer token
+    n_groups: int
+
+
+def prefill(
     model: OspreyModel,
     tokenizer: OspreyTokenizer,
     jobs: Sequence[Job],
     enc: Encoded,
-    sampling: SamplingSettings,
-    text_cache: TextPrefixCache | None = None,
-) -> Iterator[Finished]:
-    """Generates for ``jobs`` (whose images and regions are in ``enc``); ``text_cache``
-    keeps the common text prefix across calls (a fresh one when not given)."""
+    text_cache: TextPrefixCache,
+    reserve: int,
+) -> Prefilled:
+    """Steps 1-3 for ``jobs``: ``reserve`` is the room kept in each row's own KV for the
+    tokens appended after it (generated tokens; 0 when nothing is appended)."""
     device = model.device
-    text_cache = text_cache if text_cache is not None else TextPrefixCache()
     n_image_tokens = enc.image_tokens.shape[1]
     # A task asks the same question of many regions: one entries list per distinct prompt
     # (shared, never modified), which also lets common_prefix compare each list once.
@@ -276,16 +289,34 @@ def generate_cascade(
     embeds, valid = embed_rows(model, own_rows, enc)
     starts = torch.tensor([prefix_len[job.image_key] for job in jobs], device=device)
     positions = positions_of(valid, starts)
-    next_pos = positions[:, -1] + 1
-    own = RowKV(
-        len(jobs), device, reserve=min(DECODE_RESERVE_TOKENS, max(job.max_new_tokens for job in jobs))
-    )
+    own = RowKV(len(jobs), device, reserve=reserve)
     hidden = decode_forward(model.llm, embeds, positions, valid, own, prefix, grouping, "last")
     assert hidden is not None
+    return Prefilled(prefix, grouping, own, hidden, positions[:, -1] + 1, len(group_keys))
+
+
+def generate_cascade(
+    model: OspreyModel,
+    tokenizer: OspreyTokenizer,
+    jobs: Sequence[Job],
+    enc: Encoded,
+    sampling: SamplingSettings,
+    text_cache: TextPrefixCache | None = None,
+) -> Iterator[Finished]:
+    """Generates for ``jobs`` (whose images and regions are in ``enc``); ``text_cache``
+    keeps the common text prefix across calls (a fresh one when not given)."""
+    device = model.device
+    text_cache = text_cache if text_cache is not None else TextPrefixCache()
+    reserve = min(DECODE_RESERVE_TOKENS, max(job.max_new_tokens for job in jobs))
+    filled = prefill(model, tokenizer, jobs, enc, text_cache, reserve)
+    prefix, grouping, own, n_groups = filled.prefix, filled.grouping, filled.own, filled.n_groups
+    hidden, next_pos = filled.hidden, filled.next_pos
 
     # 4. decode all rows together; drop rows as they finish.
     active = list(range(len(jobs)))
     generated: list[list[int]] = [[] for _ in jobs]
+    logprobs: list[list[float]] = [[] for _ in jobs]
+    any_logprobs = any(job.want_logprobs for job in jobs)
     generators = [row_generator(job) for job in jobs]
     step_valid = torch.ones(len(jobs), 1, dtype=torch.bool, device=device)
     while True:
@@ -293,11 +324,15 @@ def generate_cascade(
         chosen = choose_next(
             logits, [jobs[i] for i in active], [generators[i] for i in active], sampling
         ).tolist()
+        if any_logprobs:
+            picked = logits.log_softmax(-1).gather(1, torch.tensor(chosen, device=device)[:, None])
+            for i, value in zip(active, picked[:, 0].tolist(), strict=True):
+                logprobs[i].append(float(value))
         keep: list[int] = []
         for slot, (i, tid) in enumerate(zip(active, chosen, strict=True)):
             generated[i].append(int(tid))
             if tid == tokenizer.eos_id or len(generated[i]) >= jobs[i].max_new_tokens:
-                yield Finished(jobs[i], generated[i])
+                yield Finished(jobs[i], generated[i], logprobs[i] if jobs[i].want_logprobs else None)
             else:
                 keep.append(slot)
         if not keep:
@@ -305,11 +340,12 @@ def generate_cascade(
         if len(keep) < len(active):
             index = torch.tensor(keep, device=device)
             own.select(index)
-            grouping = Grouping.build(grouping.group_of[index], len(group_keys))
+            grouping = Grouping.build(grouping.group_of[index], n_groups)
             next_pos, step_valid = next_pos[index], step_valid[index]
             chosen = [chosen[k] for k in keep]
             active = [active[k] for k in keep]
         step = model.embed_text(torch.tensor(chosen, device=device))[:, None]
-        hidden = decode_forward(model.llm, step, next_pos[:, None], step_valid, own, prefix, grouping, "all")
-        assert hidden is not None
+        stepped = decode_forward(model.llm, step, next_pos[:, None], step_valid, own, prefix, grouping, "all")
+        assert stepped is not None
+        hidden = stepped
         next_pos = next_pos + 1

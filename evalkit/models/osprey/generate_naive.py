@@ -50,5 +50,14 @@ def generate_naive(
     if do_sample:
         torch.manual_seed(job.seed)
     attention = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-    out = model.llm.generate(inputs_embeds=embeds, attention_mask=attention, generation_config=config)
-    return Finished(job, [int(t) for t in out[0].tolist()])
+    if not job.want_logprobs:
+        out = model.llm.generate(inputs_embeds=embeds, attention_mask=attention, generation_config=config)
+        return Finished(job, [int(t) for t in out[0].tolist()])
+    # The raw logits of each step (before temperature / top-p), as the cascade path reports.
+    config.output_logits, config.return_dict_in_generate = True, True
+    result = model.llm.generate(inputs_embeds=embeds, attention_mask=attention, generation_config=config)
+    tokens = [int(t) for t in result.sequences[0].tolist()]
+    logprobs = [
+        float(step[0].float().log_softmax(-1)[tid]) for step, tid in zip(result.logits, tokens, strict=True)
+    ]
+    return Finished(job, tokens, logprobs)

@@ -36,6 +36,9 @@ class Job:
     max_new_tokens: int
     temperature: float
     seed: int
+    # A ranking request: each choice's token ids, teacher-forced after the prompt.
+    choice_ids: list[list[int]] | None = None
+    want_logprobs: bool = False  # generation: also the generated tokens' log p
 
 
 @dataclass
@@ -51,6 +54,8 @@ class SamplingSettings:
 class Finished:
     job: Job
     token_ids: list[int]
+    token_logprobs: list[float] | None = None
+    choice_logprobs: list[float] | None = None  # ranking: summed log p per choice
 
 
 def region_key(rle: dict[str, Any] | None, fallback: str) -> str:
