@@ -8,7 +8,7 @@ error naming the card, the argument and the allowed names, before any data is re
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from evalkit.cards import TaskCard
 from evalkit.errors import ConfigError
 from evalkit.judge.settings import JudgeOptions
-from evalkit.records import Request, Sample
+from evalkit.records import Prediction, Request, Sample
 from evalkit.registry import Registry
 
 
@@ -113,11 +113,24 @@ class TaskProtocol(ABC, Generic[ArgsT]):
             for s in samples
         ]
 
-    @abstractmethod
+    def score_outputs(
+        self,
+        samples: Sequence[Sample],
+        outputs: Mapping[str, Prediction],
+        data: Data,
+        context: ScoringContext,
+    ) -> ScoreResult:
+        """What the engine calls, with the adapter's answers keyed by request id. Protocols
+        that score text (most) implement :meth:`score`; those that read more of an answer
+        (choice scores, masks) override this."""
+        return self.score(samples, {rid: out.text for rid, out in outputs.items()}, data, context)
+
     def score(
         self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:
-        """Metrics from ground truth and raw outputs keyed by request id. Never calls a model."""
+        """Metrics from ground truth and raw output texts keyed by request id. Never calls a
+        model."""
+        raise NotImplementedError(f"protocol {self.name} scores whole outputs (score_outputs), not texts")
 
 
 ProtocolClass = type[TaskProtocol[Any]]

@@ -16,7 +16,7 @@ from evalkit.cards import CardCatalog, LoadedCard, TaskCard, Variant
 from evalkit.errors import ConfigError, DataError
 from evalkit.protocol import PROTOCOLS, Data, ScoreResult, ScoringContext, TaskProtocol, validate_args
 from evalkit.readers import READERS, ReadResult
-from evalkit.records import Request, Sample
+from evalkit.records import Prediction, Request, Sample
 
 DEFAULT_VARIANT = "default"
 Context = ScoringContext | None  # None: no judge options given (the environment's defaults)
@@ -106,9 +106,15 @@ class Task:
         return self.protocol.build_requests(samples, self.prompt, generation)
 
     def score(
-        self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: Context = None
+        self,
+        samples: Sequence[Sample],
+        outputs: Mapping[str, Prediction | str],
+        data: Data,
+        context: Context = None,
     ) -> ScoreResult:
-        return self.protocol.score(samples, texts, data, context or ScoringContext())
+        """Scores the answers keyed by request id (a bare text stands for a text answer)."""
+        answers = {rid: o if isinstance(o, Prediction) else Prediction(rid, o) for rid, o in outputs.items()}
+        return self.protocol.score_outputs(samples, answers, data, context or ScoringContext())
 
 
 def _check_unique_ids(result: ReadResult) -> None:

@@ -8,26 +8,25 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import PredictionsError
+from evalkit.outputs import parse_prediction
 from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request
 
 
-def read_predictions(path: Path, known_ids: set[str]) -> dict[str, str]:
-    """``{"id", "text"}`` JSON lines -> {id: text}; unknown or repeated ids are errors."""
-    texts: dict[str, str] = {}
+def read_predictions(path: Path, known_ids: set[str]) -> dict[str, Prediction]:
+    """A predictions JSONL (:mod:`evalkit.outputs`) -> {id: prediction}; unknown or
+    repeated ids are errors."""
+    found: dict[str, Prediction] = {}
     for lineno, obj in load_jsonl(path):
         record = f"line {lineno}"
-        if not isinstance(obj, dict) or "id" not in obj or "text" not in obj:
-            raise PredictionsError(path, 'expected an object with "id" and "text"', record)
-        pid, text = str(obj["id"]), obj["text"]
-        if not isinstance(text, str):
-            raise PredictionsError(path, f'"text" of id {pid!r} is not a string', record)
+        prediction = parse_prediction(path, obj, record)
+        pid = prediction.request_id
         if pid not in known_ids:
             raise PredictionsError(path, f"id {pid!r} is not a sample of this task", record)
-        if pid in texts:
+        if pid in found:
             raise PredictionsError(path, f"id {pid!r} appears twice", record)
-        texts[pid] = text
-    return texts
+        found[pid] = prediction
+    return found
 
 
 def write_predictions(path: Path, requests: Sequence[Request], predictions: Sequence[Prediction]) -> None:

@@ -17,9 +17,9 @@ from evalkit.engine.generate import generate_into_store
 from evalkit.engine.predictions_io import read_predictions, write_jsonl, write_predictions
 from evalkit.engine.store import PredictionStore, adopt_previous, merge_stores, prediction_key
 from evalkit.errors import EvalkitError, PredictionsError
-from evalkit.models import Adapter
+from evalkit.models import Adapter, check_serves
 from evalkit.protocol import ScoreResult, ScoringContext
-from evalkit.records import Sample
+from evalkit.records import Prediction, Sample
 from evalkit.report.results import (
     PREDICTIONS_FILE,
     SAMPLES_FILE,
@@ -71,6 +71,7 @@ def run_task(
     t0 = time.perf_counter()
     loaded = load(task, data, limit, on_error)
     requests = task.build_requests(loaded.samples, generation_overrides)
+    check_serves(adapter, requests, task.name)  # before any model work
     fingerprint = {"name": adapter.name, **adapter.fingerprint()}
     keys = {r.id: prediction_key(task.card_hash, r, fingerprint) for r in requests}
     output.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,7 @@ def run_task(
         )
     answered = [r for r in requests if keys[r.id] in stored]
     write_predictions(output / PREDICTIONS_FILE, answered, [stored[keys[r.id]] for r in answered])
-    texts = {r.id: stored[keys[r.id]].text for r in answered}
+    outputs = {r.id: stored[keys[r.id]] for r in answered}
     loaded.skipped.extend(f"{rid}: {why}" for rid, why in sorted(skipped.items()))
     skipped_samples = {r.sample_id for r in requests if r.id in skipped}
     loaded.samples = [s for s in loaded.samples if s.id not in skipped_samples]
@@ -129,7 +130,7 @@ def run_task(
         model_name,
         fingerprint,
         loaded,
-        texts,
+        outputs,
         data,
         output,
         generation,
@@ -155,8 +156,8 @@ def score_file(
     t0 = time.perf_counter()
     loaded = load(task, data, None, on_error)
     requests = task.build_requests(loaded.samples)
-    texts = read_predictions(predictions_path, {r.id for r in requests})
-    missing = [r.id for r in requests if r.id not in texts]
+    outputs = read_predictions(predictions_path, {r.id for r in requests})
+    missing = [r.id for r in requests if r.id not in outputs]
     if missing and on_error == "fail":
         raise PredictionsError(
             predictions_path,
@@ -175,7 +176,7 @@ def score_file(
         model_name or predictions_path.stem,
         fingerprint,
         loaded,
-        texts,
+        outputs,
         data,
         output,
         dict(task.generation),
@@ -192,7 +193,7 @@ def finish(
     model_name: str,
     fingerprint: dict[str, Any],
     loaded: Loaded,
-    texts: Mapping[str, str],
+    outputs: Mapping[str, Prediction],
     data: Mapping[str, Path | None],
     output: Path,
     generation: dict[str, Any],
@@ -203,7 +204,7 @@ def finish(
     scoring: ScoringContext | None = None,
 ) -> Results:
     t_score = time.perf_counter()
-    scored: ScoreResult = task.score(loaded.samples, texts, data, scoring)
+    scored: ScoreResult = task.score(loaded.samples, outputs, data, scoring)
     score_s = time.perf_counter() - t_score
     write_jsonl(output / SAMPLES_FILE, scored.per_sample)
     wall = time.perf_counter() - t0

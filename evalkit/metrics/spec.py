@@ -31,6 +31,7 @@ TOLERANCES: dict[str, float] = {
     "pope": 0.5,
     "segmentation": 0.5,
     "judged": 2.0,
+    "classification": 0.5,
     "other": 1.0,  # a metric no module declares
 }
 

@@ -12,31 +12,33 @@ from typing import Any
 
 from evalkit.errors import ConfigError, PredictionsError
 from evalkit.models import Adapter, register_model, sha256_file
+from evalkit.outputs import parse_prediction
 from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request
 
 
 class ReplayAdapter(Adapter):
     name = "replay"
+    # It replays whatever the file holds: texts, rankings, token log-probabilities.
+    serves = frozenset({"generate", "rank", "token_logprobs"})
 
     def __init__(self, path: str):
         self.path = Path(path)
-        self.texts: dict[str, str] = {}
+        self.answers: dict[str, Prediction] = {}
         for lineno, obj in load_jsonl(self.path):
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "id" not in obj:
-                raise PredictionsError(self.path, 'expected {"id": ..., "text": "..."}', f"line {lineno}")
-            if str(obj["id"]) in self.texts:
+            answer = parse_prediction(self.path, obj, f"line {lineno}")
+            if answer.request_id in self.answers:
                 raise PredictionsError(self.path, f"id {obj['id']!r} appears twice", f"line {lineno}")
-            self.texts[str(obj["id"])] = obj["text"]
+            self.answers[answer.request_id] = answer
 
     def fingerprint(self) -> dict[str, Any]:
         return {"predictions_sha256": sha256_file(self.path)}
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Prediction]:
         for request in requests:
-            if request.id not in self.texts:
+            if request.id not in self.answers:
                 raise PredictionsError(self.path, f"no prediction for request id {request.id!r}")
-            yield Prediction(request.id, self.texts[request.id])
+            yield self.answers[request.id]
 
 
 @register_model("replay")

@@ -295,6 +295,11 @@ def object_names(scene: dict[str, Any]) -> list[str]:
     return names
 
 
+def all_categories() -> list[str]:
+    """Every region category the generator draws (``red_circle``..., ``house:wall``...)."""
+    return [f"{c}_{s}" for c in COLOURS for s in SHAPES] + [f"house:{p}" for p in HOUSE_PARTS]
+
+
 def all_object_names() -> list[str]:
     return [f"{c} {s}" for c in COLOURS for s in SHAPES] + ["house"]
 
