@@ -31,8 +31,10 @@ from evalkit.models.osprey.prompting import OspreyTokenizer
 
 # Requests whose prompt keys/values are copied into one request-level prefix at a time.
 REQUESTS_PER_PREFIX = 8
-# Choice rows decoded per forward (bounds the [rows, tokens, vocab] logits).
-CHOICE_ROWS = 512
+# Choice tokens per forward (rows x padded width; bounds the [rows, tokens, vocab] logits).
+# Rows go in order of length, so a forward's rows are padded to about their own length:
+# LVIS names are 1-39 tokens long, 7 on average.
+TOKENS_PER_FORWARD = 16384
 
 
 def choice_ids(tokenizer: OspreyTokenizer, rendered: str, choices: Sequence[str]) -> list[list[int]]:
@@ -95,8 +97,8 @@ def rank_cascade(
             for c, ids in enumerate(jobs[i].choice_ids or [])
             if len(ids) > 1
         ]
-        for chunk in range(0, len(rows), CHOICE_ROWS):
-            part = rows[chunk : chunk + CHOICE_ROWS]
+        rows.sort(key=lambda mc: len((jobs[members[mc[0]]].choice_ids or [])[mc[1]]))
+        for part in _chunks(rows, [len((jobs[members[m]].choice_ids or [])[c]) - 1 for m, c in rows]):
             slots = [m for m, _ in part]
             starts = filled.next_pos[torch.tensor([members[m] for m in slots], device=model.device)]
             row_jobs = [jobs[members[m]] for m in slots]
@@ -105,6 +107,17 @@ def rank_cascade(
                 scores[m][c] += value
         for m, i in enumerate(members):
             yield Finished(jobs[i], [], choice_logprobs=scores[m])
+
+
+def _chunks(rows: list[tuple[int, int]], widths: list[int]) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive rows (sorted by width) whose padded size stays within the budget."""
+    start = 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and (stop + 1 - start) * widths[stop] <= TOKENS_PER_FORWARD:
+            stop += 1
+        yield rows[start:stop]
+        start = stop
 
 
 def _first_tokens(logp: torch.Tensor, job: Job) -> list[float]:
@@ -165,9 +178,8 @@ def _choice_tails(
     )
     assert hidden is not None
     logp = model.llm.lm_head(hidden).float().log_softmax(-1)  # [rows, width, vocab]
-    out = []
-    for r, t in enumerate(ids):
-        n = len(t) - 1
-        targets = torch.tensor(t[1:], device=device)
-        out.append(float(logp[r, width - n :].gather(1, targets[:, None]).sum()))
-    return out
+    targets = torch.zeros(len(ids), width, dtype=torch.long)
+    for r, t in enumerate(ids):  # position k predicts the token fed at k + 1
+        targets[r, width - (len(t) - 1) :] = torch.tensor(t[1:])
+    picked = logp.gather(2, targets.to(device)[..., None])[..., 0]
+    return [float(v) for v in picked.masked_fill(~valid, 0.0).sum(dim=1).tolist()]
