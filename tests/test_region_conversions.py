@@ -321,6 +321,8 @@ def test_convert_region_rejects_unknown_methods() -> None:
         convert_region(mask, "points", method="centre_of_mass")
     with pytest.raises(RegionError, match="methods"):
         convert_region(Region.from_box([0, 0, 2, 2], 4, 4), "mask", method="drawn")
+    with pytest.raises(RegionError, match="free_form"):
+        convert_region(mask, "points", rng=np.random.RandomState(0))
 
 
 def test_region_convert_is_unchanged() -> None:

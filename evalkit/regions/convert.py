@@ -354,6 +354,8 @@ def convert_region(
     method = allowed[0] if method is None else method
     if method not in allowed:
         raise RegionError(f"cannot convert {region.kind} -> {kind} by {method!r}; methods: {list(allowed)}")
+    if rng is not None and method != "free_form":
+        raise RegionError(f"rng is a numpy RandomState stream for 'free_form' only, not {method!r}")
     if method not in SEEDED_METHODS:
         seed = None
     elif seed is None and rng is None:
