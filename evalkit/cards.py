@@ -51,6 +51,10 @@ class Variant(BaseModel):
     generation: dict[str, Any] = {}
     protocol_args: dict[str, Any] = {}
     prompt: str | None = None
+    # The region kind shown to the model (evalkit/shown_regions.py); None: the card's.
+    region_kind: str | None = None
+    region_method: str | None = None
+    region_seed: int | None = None
 
 
 class TaskCard(BaseModel):
@@ -71,6 +75,11 @@ class TaskCard(BaseModel):
     protocol_args: dict[str, Any] = {}
     prompt: str = ""
     generation: dict[str, Any] = {}
+    # The region kind shown to the model when it is not the data's (box, points, scribble,
+    # mask; evalkit/shown_regions.py), how it is made and from which seed. None: as given.
+    region_kind: str | None = None
+    region_method: str | None = None
+    region_seed: int | None = None
     variants: dict[str, Variant] = {}
     metrics: list[str] = []  # headline metrics, in the papers' column order
 

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from evalkit.regions import Region
+from evalkit.regions.convert import Conversion
 
 # What a request can ask of an adapter: generate text, rank candidate answers by likelihood,
 # and (with generation ``logprobs: true``) the generated tokens' log-probabilities.
@@ -85,6 +86,9 @@ class Request:
     generation: dict[str, Any]
     # Candidate answers to rank (a likelihood request); None: generate.
     choices: tuple[str, ...] | None = None
+    # What the task did to the data's regions before this request (a card's region_kind):
+    # a record, not an input — the converted regions are in ``regions`` (and the payload).
+    conversions: tuple[Conversion, ...] = ()
 
     def needs(self) -> frozenset[Capability]:
         """What the adapter must serve to answer this request."""

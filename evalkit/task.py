@@ -17,6 +17,7 @@ from evalkit.errors import ConfigError, DataError
 from evalkit.protocol import PROTOCOLS, Data, ScoreResult, ScoringContext, TaskProtocol, validate_args
 from evalkit.readers import READERS, ReadResult
 from evalkit.records import Prediction, Request, Sample
+from evalkit.shown_regions import RegionShown, show_regions
 
 DEFAULT_VARIANT = "default"
 Context = ScoringContext | None  # None: no judge options given (the environment's defaults)
@@ -41,10 +42,24 @@ def _protocol_for(loaded: LoadedCard, variant: str) -> TaskProtocol[Any]:
     return cls(card, variant, chosen)
 
 
+def _shown_for(loaded: LoadedCard, variant: Variant) -> RegionShown | None:
+    card = loaded.card
+    kind = variant.region_kind or card.region_kind
+    if kind is None:
+        return None
+    method = variant.region_method or card.region_method
+    seed = variant.region_seed if variant.region_seed is not None else card.region_seed
+    try:
+        return RegionShown.parse(kind, method, seed)
+    except ValueError as exc:
+        raise ConfigError(f"{loaded.source}: {exc}") from exc
+
+
 class Task:
     """A card bound to its reader and protocol under one variant."""
 
-    def __init__(self, loaded: LoadedCard, variant: str = DEFAULT_VARIANT):
+    def __init__(self, loaded: LoadedCard, variant: str = DEFAULT_VARIANT, region: RegionShown | None = None):
+        """``region``: the region kind to show the model (``--region-kind``), over the card's."""
         card = loaded.card
         if card.is_group:
             raise ConfigError(f"{card.name} is a group of tasks; run its members")
@@ -59,6 +74,7 @@ class Task:
         self.prompt = chosen.prompt if chosen.prompt is not None else card.prompt
         self.generation = {**card.generation, **chosen.generation}
         self.protocol = _protocol_for(loaded, variant)
+        self.shown = region if region is not None else _shown_for(loaded, chosen)
 
     @property
     def name(self) -> str:
@@ -103,7 +119,8 @@ class Task:
         self, samples: Sequence[Sample], generation_overrides: Mapping[str, Any] | None = None
     ) -> list[Request]:
         generation = {**self.generation, **(generation_overrides or {})}
-        return self.protocol.build_requests(samples, self.prompt, generation)
+        requests = self.protocol.build_requests(samples, self.prompt, generation)
+        return requests if self.shown is None else show_regions(requests, self.shown)
 
     def score(
         self,
@@ -128,8 +145,13 @@ def _check_unique_ids(result: ReadResult) -> None:
 
 
 # ---------------------------------------------------------------------- conveniences
-def get_task(name: str, variant: str = DEFAULT_VARIANT, catalog: CardCatalog | None = None) -> Task:
-    return Task((catalog or CardCatalog()).load(name), variant)
+def get_task(
+    name: str,
+    variant: str = DEFAULT_VARIANT,
+    catalog: CardCatalog | None = None,
+    region: RegionShown | None = None,
+) -> Task:
+    return Task((catalog or CardCatalog()).load(name), variant, region)
 
 
 def task_names(catalog: CardCatalog | None = None) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -42,15 +43,8 @@ def adapt_regions(adapter: Adapter, request: Request) -> tuple[Request, list[str
         notes.append(f"region {k}: {region.kind} -> {target}")
     if not notes:
         return request, notes
-    adapted = Request(
-        request.id,
-        request.sample_id,
-        request.image_path,
-        request.prompt,
-        converted,
-        request.generation,
-    )
-    return adapted, notes
+    # replace(): the request keeps everything else (choices, the task's conversions).
+    return replace(request, regions=converted), notes
 
 
 def _progress(console: Console | None) -> Progress:
@@ -92,6 +86,7 @@ def generate_into_store(
     image_errors = check_images(pending)
     ready: list[Request] = []
     conversion_notes: dict[str, list[str]] = {}
+    shown: dict[str, list[dict[str, Any]]] = {}
     for request in pending:
         if request.id in image_errors:
             _fail_or_skip(report, on_error, request.id, image_errors[request.id])
@@ -105,6 +100,8 @@ def generate_into_store(
         ready.append(adapted)
         if notes:
             conversion_notes[request.id] = notes
+        if request.conversions:
+            shown[request.id] = [c.to_json() for c in request.conversions]
     if not ready:
         return report
     progress = _progress(console)
@@ -131,5 +128,7 @@ def generate_into_store(
                 continue
             if prediction.request_id in conversion_notes:
                 prediction.meta.setdefault("region_conversions", conversion_notes[prediction.request_id])
+            if prediction.request_id in shown:  # what the task did before the adapter's own
+                prediction.meta.setdefault("shown_regions", shown[prediction.request_id])
             store.put(key, prediction)
     return report
