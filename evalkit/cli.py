@@ -16,7 +16,7 @@ from rich.table import Table
 from evalkit.cards import CardCatalog
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.protocol import ScoringContext
-from evalkit.report.results import Results
+from evalkit.results import Results
 
 Handler = Callable[[argparse.Namespace], int]
 _console = Console(stderr=True)

@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from evalkit.hashing import sha256_text
 from evalkit.regions import Region
 
 REGION_PLACEHOLDER = "<region>"
@@ -87,7 +87,7 @@ class Request:
 
     def payload_digest(self) -> str:
         text = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return sha256_text(text)
 
 
 @dataclass

@@ -17,19 +17,11 @@ from evalkit.engine.generate import generate_into_store
 from evalkit.engine.predictions_io import read_predictions, write_jsonl, write_predictions
 from evalkit.engine.store import PredictionStore, adopt_previous, merge_stores, prediction_key
 from evalkit.errors import EvalkitError, PredictionsError
+from evalkit.hashing import sha256_path
 from evalkit.models import Adapter
 from evalkit.protocol import ScoreResult, ScoringContext
 from evalkit.records import Sample
-from evalkit.report.results import (
-    PREDICTIONS_FILE,
-    SAMPLES_FILE,
-    Provenance,
-    Results,
-    Timings,
-    git_sha,
-    now_iso,
-    sha256_path,
-)
+from evalkit.results import PREDICTIONS_FILE, SAMPLES_FILE, Provenance, Results, Timings, git_sha, now_iso
 from evalkit.task import Task
 
 STORE_FILE = "store.sqlite"

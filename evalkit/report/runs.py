@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import DataError
+from evalkit.hashing import sha256_text
 from evalkit.readers import load_jsonl
-from evalkit.report.results import PREDICTIONS_FILE, RESULTS_FILE, SAMPLES_FILE, Results
+from evalkit.results import PREDICTIONS_FILE, RESULTS_FILE, SAMPLES_FILE, Results
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Run:
     def fingerprint(self) -> str:
         """Short stable hash of what determines the model's answers (adapter fingerprint)."""
         text = json.dumps(self.results.provenance.adapter, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return sha256_text(text)[:12]
 
     def sample_rows(self) -> list[dict[str, Any]]:
         return _read_rows(self.folder / SAMPLES_FILE)

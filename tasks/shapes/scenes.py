@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from evalkit.files import cache_dir as evalkit_cache_dir
 from evalkit.regions import Region
 
 VERSION = 1
@@ -72,8 +72,7 @@ class ShapesPaths:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("EVALKIT_CACHE") or Path.home() / ".cache" / "evalkit"
-    return Path(base) / "shapes" / f"v{VERSION}"
+    return evalkit_cache_dir() / "shapes" / f"v{VERSION}"
 
 
 def ensure_shapes(root: Path | None = None) -> ShapesPaths:
