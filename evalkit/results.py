@@ -23,6 +23,27 @@ SAMPLES_FILE = "samples.jsonl"
 PREDICTIONS_FILE = "predictions.jsonl"
 
 
+SAMPLE_KEY = "sample"  # the engine's block in each samples.jsonl row (see SampleRecord)
+
+
+class SampleRecord(BaseModel):
+    """What the engine adds to a protocol's samples.jsonl row, under ``"sample"``: the sample
+    as the model was asked about it, so that a report reads the run instead of re-reading
+    (and perhaps no longer finding) its data. Rows keep every key their protocol wrote."""
+
+    model_config = ConfigDict(extra="allow")
+    image_path: str | None = None  # where the run read the image
+    prompt: str | None = None  # the task's prompt, with its <region> placeholders
+    regions: list[dict[str, Any]] = []  # Region.to_json(): kind, size, RLE / box / points
+    # The region kinds the model was given, after the engine's conversions (a box region
+    # given as "mask" was converted); None when the predictions came from a file.
+    input: list[str] | None = None
+    # Written only where the protocol's row does not already say them.
+    image: str | None = None  # file name relative to the images folder
+    target: Any = None
+    meta: dict[str, Any] | None = None  # the sample's typed payload (SampleInfo)
+
+
 class Timings(BaseModel):
     wall_s: float = 0.0
     generate_s: float = 0.0
