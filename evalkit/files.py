@@ -5,6 +5,7 @@
 * :func:`atomic_writer` (and :func:`atomic_write_text` / :func:`atomic_write_bytes`) write
   a file whole or not at all: a reader — another rank, a resumed run, ``evalkit report`` —
   never sees half of one, and a run killed mid-write leaves the previous file intact.
+* :func:`build_dir_once` does the same for a generated folder (the shapes benchmark).
 
 Low level on purpose: nothing here imports the rest of evalkit.
 """
@@ -12,8 +13,10 @@ Low level on purpose: nothing here imports the rest of evalkit.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -79,3 +82,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     with _replacing(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+DONE_MARKER = "DONE"
+
+
+def build_dir_once(target: Path, build: Callable[[Path], None], done_text: str) -> Path:
+    """The folder ``target``, built by ``build(folder)`` on first use, whole or not at all.
+
+    ``build`` fills a hidden temporary sibling, which gets a ``DONE`` file (``done_text``)
+    and is renamed to ``target``: processes racing to build it each build their own, the
+    first rename wins and the others' copies are dropped; a killed build leaves no
+    ``target`` and is retried next time.
+    """
+    if (target / DONE_MARKER).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+        (tmp / DONE_MARKER).write_text(done_text)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / DONE_MARKER).exists():  # not another process winning the race
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

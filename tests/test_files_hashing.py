@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.files import atomic_write_bytes, atomic_write_text, atomic_writer, cache_dir
+from evalkit.files import atomic_write_bytes, atomic_write_text, atomic_writer, build_dir_once, cache_dir
 from evalkit.hashing import FileHashCache, sha256_bytes, sha256_file, sha256_path, sha256_text
 from evalkit.judge.settings import cache_path_from
 from evalkit.models.osprey.checkpoint import file_hashes
@@ -48,6 +48,28 @@ def test_atomic_write_failing_midway_keeps_the_old_file(tmp_path: Path) -> None:
         raise RuntimeError("killed")
     assert out.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+
+
+def test_build_dir_once_builds_whole_folders_once(tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def build(folder: Path) -> None:
+        calls.append(folder)
+        (folder / "a.txt").write_text("a")
+
+    target = tmp_path / "gen" / "v1"
+    assert build_dir_once(target, build, "v1\n") == target
+    assert build_dir_once(target, build, "v1\n") == target
+    assert len(calls) == 1 and calls[0] != target and not calls[0].exists()
+    assert (target / "a.txt").read_text() == "a" and (target / "DONE").read_text() == "v1\n"
+
+    def broken(folder: Path) -> None:
+        (folder / "half").write_text("")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        build_dir_once(tmp_path / "gen" / "v2", broken, "v2\n")
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["v1"]  # nothing half-built
 
 
 # ---------------------------------------------------------------------- hashing
