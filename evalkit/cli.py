@@ -8,80 +8,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from evalkit.cards import CardCatalog
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.protocol import ScoringContext
-from evalkit.report.results import Results
+from evalkit.cli_args import add_judge_args, add_task_args, kv_list, parse_gen, scoring_context
+from evalkit.errors import EvalkitError
+from evalkit.report import commands as report_commands
+from evalkit.results import Results
 
 Handler = Callable[[argparse.Namespace], int]
 _console = Console(stderr=True)
-
-
-def _kv_list(values: Sequence[str] | None, flag: str, form: str = "KEY=VALUE") -> dict[str, str]:
-    """Repeated ``KEY=VALUE`` options as a dict (also used by ``evalkit report --data``)."""
-    out: dict[str, str] = {}
-    for item in values or []:
-        if "=" not in item:
-            raise ConfigError(f"{flag} {item!r}: expected {form}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value
-    return out
-
-
-def _parse_gen(values: Sequence[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in _kv_list(values, "--gen").items():
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def _add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="task or group name (see `evalkit tasks`)")
-    p.add_argument("--data", action="append", metavar="KEY=PATH", help="override a data path")
-    p.add_argument("--protocol", default="default", help="protocol variant: default | reference")
-    p.add_argument("--output", type=Path, help="output directory")
-    p.add_argument(
-        "--on-error",
-        choices=("fail", "skip"),
-        default="fail",
-        help="bad input: stop with a clear error (default) or skip, count and list it",
-    )
-
-
-def _add_judge_args(p: argparse.ArgumentParser) -> None:
-    """The LLM judge of judged tasks (scored at `run` and `score` time). The key is never an
-    option: it is read from an environment variable (EVALKIT_JUDGE_API_KEY / OPENAI_API_KEY
-    or the one --judge-api-key-env names)."""
-    g = p.add_argument_group("LLM judge (judged tasks)")
-    g.add_argument(
-        "--judge-base-url", metavar="URL", help="OpenAI-compatible endpoint (or EVALKIT_JUDGE_BASE_URL)"
-    )
-    g.add_argument("--judge-model", help="judge model (default: the paper's judge)")
-    g.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable with the key")
-    g.add_argument("--judge-concurrency", type=int, help="requests in flight (default 8)")
-    g.add_argument("--judge-cache", metavar="PATH|off", help="judge response cache (SQLite)")
-
-
-def _scoring_context(args: argparse.Namespace) -> ScoringContext:
-    """The ``--judge-*`` options, handed to scoring explicitly (never via the environment)."""
-    from evalkit.judge.settings import JudgeOptions
-
-    judge = JudgeOptions(
-        base_url=args.judge_base_url,
-        model=args.judge_model,
-        api_key_env=args.judge_api_key_env,
-        concurrency=args.judge_concurrency,
-        cache=args.judge_cache,
-    )
-    return ScoringContext(judge=judge)
 
 
 def _catalog(args: argparse.Namespace) -> CardCatalog:
@@ -124,7 +62,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     from evalkit.task import get_task
 
     task = get_task(args.task, args.protocol, _catalog(args))
-    data = task.resolve_data(_kv_list(args.data, "--data"), command="samples")
+    data = task.resolve_data(kv_list(args.data, "--data"), command="samples")
     read = task.load_samples(data)
     samples = read.samples[: args.limit] if args.limit is not None else read.samples
     requests = {r.sample_id: r for r in task.build_requests(samples)}
@@ -156,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Every member's card (and its protocol args) is checked before the model loads.
     tasks = [get_task(name, args.protocol, catalog) for name in members]
     adapter = build_adapter(args.model, parse_model_args(args.model_args))
-    overrides = _kv_list(args.data, "--data")
+    overrides = kv_list(args.data, "--data")
     try:
         for name, task in zip(members, tasks, strict=True):
             data = task.resolve_data(
@@ -172,10 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 data,
                 out,
                 args.limit,
-                _parse_gen(args.gen),
+                parse_gen(args.gen),
                 _console,
                 args.on_error,
-                scoring=_scoring_context(args),
+                scoring=scoring_context(args),
             )
             if results is not None:  # None on the non-zero ranks of a torchrun
                 print_metrics(results)
@@ -190,10 +128,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from evalkit.task import get_task
 
     task = get_task(args.task, args.protocol, _catalog(args))
-    data = task.resolve_data(_kv_list(args.data, "--data"), command="score")
+    data = task.resolve_data(kv_list(args.data, "--data"), command="score")
     out = args.output or args.predictions.parent
     results = score_file(
-        task, args.predictions, data, out, args.model_name, args.on_error, _scoring_context(args)
+        task, args.predictions, data, out, args.model_name, args.on_error, scoring_context(args)
     )
     print_metrics(results)
     _console.print(f"results: {out / 'results.json'}")
@@ -215,14 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list adapters").set_defaults(handler=cmd_models)
 
     p = sub.add_parser("samples", help="print a task's samples as JSON lines")
-    _add_task_args(p)
+    add_task_args(p)
     p.add_argument("--limit", type=int)
     p.set_defaults(handler=cmd_samples)
 
     p = sub.add_parser("run", help="run a model on a task and score it (resumable)")
     p.add_argument("--model", required=True)
     p.add_argument("--model-args", default="", metavar="k=v,...")
-    _add_task_args(p)
+    add_task_args(p)
     p.add_argument("--limit", type=int)
     p.add_argument(
         "--gen",
@@ -230,35 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a generation setting (max_new_tokens, temperature, seed)",
     )
-    _add_judge_args(p)
+    add_judge_args(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("score", help="score a predictions JSONL ({id, text} per line)")
-    _add_task_args(p)
+    add_task_args(p)
     p.add_argument("--predictions", required=True, type=Path)
     p.add_argument("--model-name", default=None, help="name for the results (default: file stem)")
-    _add_judge_args(p)
+    add_judge_args(p)
     p.set_defaults(handler=cmd_score)
 
-    for register in _extra_commands():
-        register(sub)
+    report_commands.register(sub)
     return parser
-
-
-def _extra_commands() -> list[Callable[[Any], None]]:
-    """Command groups that live beside their code (reports, leaderboards...)."""
-    import importlib
-
-    found = []
-    for module in ("evalkit.report.commands",):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        found.append(mod.register)
-    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,13 +16,13 @@ what it serves in ``Adapter.serves`` and the engine refuses a mismatch before an
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from evalkit.hashing import sha256_text
 from evalkit.regions import Region
 from evalkit.regions.convert import Conversion
 
@@ -114,7 +114,7 @@ class Request:
 
     def payload_digest(self) -> str:
         text = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return sha256_text(text)
 
 
 @dataclass

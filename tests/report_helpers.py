@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.report.results import Provenance, Results
+from evalkit.results import Provenance, Results
 
 
 def write_run(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from evalkit.errors import DataError, EvalkitError
 from evalkit.images import check_images
 from evalkit.models import Adapter
 from evalkit.records import Request
-from evalkit.regions import Region, RegionError
+from evalkit.regions import Region, RegionError, RegionKind
 
 
 @dataclass
@@ -30,16 +30,29 @@ class GenerationReport:
     skipped: dict[str, str] = field(default_factory=dict)  # request id -> why
 
 
+def model_kind(region_kinds: Collection[str], kind: str) -> RegionKind:
+    """The kind a region of ``kind`` reaches a model taking ``region_kinds`` as: its own when
+    the model takes it, else a mask (the most faithful form) or the model's first kind."""
+    if kind in region_kinds:
+        return kind  # type: ignore[return-value]
+    return "mask" if "mask" in region_kinds else sorted(region_kinds)[0]  # type: ignore[return-value]
+
+
+def input_kinds(region_kinds: Collection[str], request: Request) -> list[str]:
+    """The region kinds a request's regions are given to the model as (after conversion)."""
+    return [model_kind(region_kinds, r.kind) for r in request.regions]
+
+
 def adapt_regions(adapter: Adapter, request: Request) -> tuple[Request, list[str]]:
     """Convert regions the adapter cannot take natively; say what was done."""
     converted: list[Region] = []
     notes: list[str] = []
     for k, region in enumerate(request.regions):
-        if region.kind in adapter.region_kinds:
+        target = model_kind(adapter.region_kinds, region.kind)
+        if target == region.kind:
             converted.append(region)
             continue
-        target = "mask" if "mask" in adapter.region_kinds else sorted(adapter.region_kinds)[0]
-        converted.append(region.convert(target))  # type: ignore[arg-type]
+        converted.append(region.convert(target))
         notes.append(f"region {k}: {region.kind} -> {target}")
     if not notes:
         return request, notes

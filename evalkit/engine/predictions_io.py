@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import PredictionsError
+from evalkit.files import atomic_writer
 from evalkit.outputs import parse_prediction
 from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request
@@ -42,9 +43,6 @@ def write_predictions(path: Path, requests: Sequence[Request], predictions: Sequ
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Written whole to a temporary file, then moved into place: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_writer(path) as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)

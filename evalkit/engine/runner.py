@@ -1,11 +1,19 @@
-"""The run and score flows: samples -> requests -> adapter -> store -> score -> results.json."""
+"""The run and score flows: samples -> requests -> adapter -> store -> score -> results.json.
+
+``run_task`` is a sequence of small steps over typed records: plan (load samples, build
+requests and their store keys) -> resume (adopt rows of earlier card hashes, merge rank
+stores) -> generate (this rank's pending requests) -> gather (distributed: rank 0 collects
+every rank's rows) -> collect (read the answers back from the store) -> finish (score,
+write samples.jsonl and results.json). ``score_file`` skips the model: load -> read the
+predictions file -> finish.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +21,16 @@ from rich.console import Console
 
 import evalkit
 from evalkit.engine import distributed as dist
-from evalkit.engine.generate import generate_into_store
+from evalkit.engine.generate import generate_into_store, input_kinds
 from evalkit.engine.predictions_io import read_predictions, write_jsonl, write_predictions
+from evalkit.engine.sample_rows import with_sample_blocks
 from evalkit.engine.store import PredictionStore, adopt_previous, merge_stores, prediction_key
 from evalkit.errors import EvalkitError, PredictionsError
+from evalkit.hashing import sha256_path
 from evalkit.models import Adapter, check_serves
 from evalkit.protocol import ScoreResult, ScoringContext
-from evalkit.records import Prediction, Sample
-from evalkit.report.results import (
-    PREDICTIONS_FILE,
-    SAMPLES_FILE,
-    Provenance,
-    Results,
-    Timings,
-    git_sha,
-    now_iso,
-    sha256_path,
-)
+from evalkit.records import Prediction, Request, Sample
+from evalkit.results import PREDICTIONS_FILE, SAMPLES_FILE, Provenance, Results, Timings, git_sha, now_iso
 from evalkit.task import Task
 
 STORE_FILE = "store.sqlite"
@@ -52,6 +53,64 @@ def load(task: Task, data: Mapping[str, Path | None], limit: int | None, on_erro
     return Loaded(samples, read.files, notes, list(read.skipped))
 
 
+@dataclass(frozen=True)
+class RequestCounts:
+    """How a run got its predictions: ``provenance.requests`` of its results."""
+
+    total: int
+    generated: int  # asked of the adapter by this run and answered
+    reused: int  # found in the store, finished by an earlier run (resume)
+    skipped: int  # not answered: bad input under --on-error skip
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class RunPlan:
+    """One run's samples, its requests and the store key of each."""
+
+    loaded: Loaded
+    requests: list[Request]
+    fingerprint: dict[str, Any]  # the adapter's name and fingerprint, part of every key
+    keys: dict[str, str]  # request id -> store key
+
+
+@dataclass
+class ShardOutcome:
+    """What one rank did with its shard; under torchrun it travels (pickled) to rank 0."""
+
+    skipped: dict[str, str]  # request id -> why it has no answer
+    generated: int
+    reused: int
+    rows: list[tuple[str, Prediction]] = field(default_factory=list)  # (key, row); distributed only
+
+
+@dataclass
+class GenerationOutcome:
+    """What finish needs of the predictions, however they were obtained."""
+
+    outputs: dict[str, Prediction]  # request id -> the adapter's answer
+    counts: RequestCounts | None = None  # None: read from a predictions file, nothing generated
+    generate_s: float = 0.0
+    inputs: dict[str, list[str]] | None = None  # request id -> region kinds the model was given
+
+
+@dataclass
+class RunInputs:
+    """What a run was given, as its results record it."""
+
+    task: Task
+    model_name: str
+    fingerprint: dict[str, Any]
+    loaded: Loaded
+    requests: list[Request]
+    data: Mapping[str, Path | None]
+    output: Path
+    generation: dict[str, Any]
+    started: float  # time.perf_counter() when the run began: wall time includes loading
+
+
 def run_task(
     task: Task,
     adapter: Adapter,
@@ -69,79 +128,142 @@ def run_task(
     ctx = ctx or dist.context_from_env()
     dist.init(ctx)
     t0 = time.perf_counter()
+    plan = plan_run(task, adapter, data, limit, generation_overrides, on_error)
+    output.mkdir(parents=True, exist_ok=True)
+    done = resume(task, plan, output, ctx)
+    if console is not None and ctx.is_main and done:
+        console.print(f"[green]resuming[/]: {len(done)} of {len(plan.requests)} requests already stored")
+    t_gen = time.perf_counter()
+    mine = generate_shard(adapter, plan, done, output, ctx, console, on_error)
+    generate_s = time.perf_counter() - t_gen
+    outcome = gather(mine, plan, output, ctx)
+    if outcome is None:
+        # Leave the group cleanly: a gloo group torn down at interpreter exit aborts.
+        dist.shutdown(ctx)
+        return None
+    outputs = collect(plan, adapter.name, output, outcome.skipped)
+    drop_unanswered(plan.loaded, plan.requests, sorted(outcome.skipped.items()))
+    counts = RequestCounts(
+        total=len(plan.requests),
+        generated=outcome.generated,
+        reused=outcome.reused,
+        skipped=len(outcome.skipped),
+    )
+    inputs = RunInputs(
+        task=task,
+        model_name=model_name,
+        fingerprint=plan.fingerprint,
+        loaded=plan.loaded,
+        requests=plan.requests,
+        data=data,
+        output=output,
+        generation=plan.requests[0].generation if plan.requests else dict(task.generation),
+        started=t0,
+    )
+    given = {r.id: input_kinds(adapter.region_kinds, r) for r in plan.requests}
+    generated = GenerationOutcome(outputs=outputs, counts=counts, generate_s=generate_s, inputs=given)
+    results = finish(inputs, generated, scoring)
+    dist.shutdown(ctx)
+    return results
+
+
+def plan_run(
+    task: Task,
+    adapter: Adapter,
+    data: Mapping[str, Path | None],
+    limit: int | None,
+    generation_overrides: Mapping[str, Any] | None,
+    on_error: str,
+) -> RunPlan:
     loaded = load(task, data, limit, on_error)
     requests = task.build_requests(loaded.samples, generation_overrides)
     check_serves(adapter, requests, task.name)  # before any model work
     fingerprint = {"name": adapter.name, **adapter.fingerprint()}
     keys = {r.id: prediction_key(task.card_hash, r, fingerprint) for r in requests}
-    output.mkdir(parents=True, exist_ok=True)
-    previous = {r.id: [prediction_key(h, r, fingerprint) for h in task.store_hashes[1:]] for r in requests}
-    adopt_previous(output / STORE_FILE, keys, previous)
-    # Rows finished by any earlier run, whatever its world size, count as done.
-    done = merge_stores(output, STORE_FILE, set(keys.values()), into_main=not ctx.distributed)
-    mine = dist.shard(requests, ctx)
-    pending = [r for r in mine if keys[r.id] not in done]
-    if console is not None and ctx.is_main and done:
-        console.print(f"[green]resuming[/]: {len(done)} of {len(requests)} requests already stored")
+    return RunPlan(loaded, requests, fingerprint, keys)
+
+
+def resume(task: Task, plan: RunPlan, output: Path, ctx: dist.DistContext) -> set[str]:
+    """Keys already answered by any earlier run, whatever its world size."""
+    previous = {
+        r.id: [prediction_key(h, r, plan.fingerprint) for h in task.store_hashes[1:]] for r in plan.requests
+    }
+    adopt_previous(output / STORE_FILE, plan.keys, previous)
+    return merge_stores(output, STORE_FILE, set(plan.keys.values()), into_main=not ctx.distributed)
+
+
+def generate_shard(
+    adapter: Adapter,
+    plan: RunPlan,
+    done: set[str],
+    output: Path,
+    ctx: dist.DistContext,
+    console: Console | None,
+    on_error: str,
+) -> ShardOutcome:
+    """This rank's pending requests, answered into its store file."""
+    mine = dist.shard(plan.requests, ctx)
+    pending = [r for r in mine if plan.keys[r.id] not in done]
     store_name = STORE_FILE if not ctx.distributed else f"store.rank{ctx.rank}.sqlite"
-    t_gen = time.perf_counter()
     with PredictionStore(output / store_name) as store:
         label = "generating" if not ctx.distributed else f"rank {ctx.rank}/{ctx.world_size}"
-        report = generate_into_store(adapter, pending, keys, store, console, on_error, label)
+        report = generate_into_store(adapter, pending, plan.keys, store, console, on_error, label)
         # Rank 0 may sit on another node, so a rank's rows travel to it rather than its file.
-        my_rows = list(store.get_many(keys[r.id] for r in mine).items()) if ctx.distributed else []
-    generate_s = time.perf_counter() - t_gen
-    skipped = dict(report.skipped)
+        rows = list(store.get_many(plan.keys[r.id] for r in mine).items()) if ctx.distributed else []
     # Counted per rank over its own shard: another rank may already have stored rows of this
     # very run by the time this one looked for finished ones, so `done` is no measure of reuse.
-    n_generated = len(pending) - len(report.skipped)
-    n_reused = len(mine) - len(pending)
-    if ctx.distributed:
-        gathered = dist.gather_to_main((my_rows, skipped, n_generated, n_reused), ctx)
-        if gathered is None:
-            # Leave the group cleanly: a gloo group torn down at interpreter exit aborts.
-            dist.shutdown(ctx)
-            return None
-        n_generated = sum(g for _, _, g, _ in gathered)
-        n_reused = sum(r for _, _, _, r in gathered)
-        with PredictionStore(output / STORE_FILE) as main_store:
-            for rows, rank_skipped, _, _ in gathered:
-                skipped.update(rank_skipped)
-                for key, prediction in rows:
-                    main_store.put(key, prediction)
-        merge_stores(output, STORE_FILE, set(keys.values()), into_main=True)
+    return ShardOutcome(
+        dict(report.skipped), len(pending) - len(report.skipped), len(mine) - len(pending), rows
+    )
+
+
+def gather(mine: ShardOutcome, plan: RunPlan, output: Path, ctx: dist.DistContext) -> ShardOutcome | None:
+    """Every rank's outcome combined, on rank 0, its rows in the main store (None elsewhere).
+    A single process's outcome is already complete."""
+    if not ctx.distributed:
+        return mine
+    gathered: list[ShardOutcome] | None = dist.gather_to_main(mine, ctx)
+    if gathered is None:
+        return None
+    skipped = dict(mine.skipped)
+    with PredictionStore(output / STORE_FILE) as main_store:
+        for shard in gathered:
+            skipped.update(shard.skipped)
+            for key, prediction in shard.rows:
+                main_store.put(key, prediction)
+    merge_stores(output, STORE_FILE, set(plan.keys.values()), into_main=True)
+    return ShardOutcome(
+        skipped=skipped,
+        generated=sum(g.generated for g in gathered),
+        reused=sum(g.reused for g in gathered),
+    )
+
+
+def collect(
+    plan: RunPlan, adapter_name: str, output: Path, skipped: Mapping[str, str]
+) -> dict[str, Prediction]:
+    """Every answer, read back from the store and written to predictions.jsonl; an error
+    when a request that was not skipped has none."""
+    keys = plan.keys
     with PredictionStore(output / STORE_FILE) as store:
         stored = store.get_many(keys.values())
-    missing = [r.id for r in requests if keys[r.id] not in stored and r.id not in skipped]
+    missing = [r.id for r in plan.requests if keys[r.id] not in stored and r.id not in skipped]
     if missing:
         raise EvalkitError(
-            f"adapter {adapter.name} returned no prediction for {len(missing)} request(s), "
+            f"adapter {adapter_name} returned no prediction for {len(missing)} request(s), "
             f"e.g. {missing[:3]}; finished ones are kept in {output / STORE_FILE}"
         )
-    answered = [r for r in requests if keys[r.id] in stored]
+    answered = [r for r in plan.requests if keys[r.id] in stored]
     write_predictions(output / PREDICTIONS_FILE, answered, [stored[keys[r.id]] for r in answered])
-    outputs = {r.id: stored[keys[r.id]] for r in answered}
-    loaded.skipped.extend(f"{rid}: {why}" for rid, why in sorted(skipped.items()))
-    skipped_samples = {r.sample_id for r in requests if r.id in skipped}
-    loaded.samples = [s for s in loaded.samples if s.id not in skipped_samples]
-    generation = requests[0].generation if requests else dict(task.generation)
-    results = finish(
-        task,
-        model_name,
-        fingerprint,
-        loaded,
-        outputs,
-        data,
-        output,
-        generation,
-        t0,
-        generate_s,
-        n_generated,
-        {"total": len(requests), "generated": n_generated, "reused": n_reused, "skipped": len(skipped)},
-        scoring,
-    )
-    dist.shutdown(ctx)
-    return results
+    return {r.id: stored[keys[r.id]] for r in answered}
+
+
+def drop_unanswered(loaded: Loaded, requests: Sequence[Request], reasons: Sequence[tuple[str, str]]) -> None:
+    """Samples of requests without an answer left out of scoring; each listed with why."""
+    loaded.skipped.extend(f"{rid}: {why}" for rid, why in reasons)
+    unanswered = {rid for rid, _ in reasons}
+    gone = {r.sample_id for r in requests if r.id in unanswered}
+    loaded.samples = [s for s in loaded.samples if s.id not in gone]
 
 
 def score_file(
@@ -164,50 +286,33 @@ def score_file(
             f"no prediction for {len(missing)} of {len(requests)} request ids "
             f"(first: {', '.join(missing[:5])}); --on-error skip scores the rest",
         )
-    if missing:
-        missing_ids = set(missing)
-        gone = {r.sample_id for r in requests if r.id in missing_ids}
-        loaded.skipped.extend(f"{rid}: no prediction in {predictions_path}" for rid in missing)
-        loaded.samples = [s for s in loaded.samples if s.id not in gone]
+    drop_unanswered(loaded, requests, [(rid, f"no prediction in {predictions_path}") for rid in missing])
     fingerprint = {"name": "predictions-file", "predictions_sha256": sha256_path(predictions_path)}
     loaded.files.append(predictions_path)
-    return finish(
-        task,
-        model_name or predictions_path.stem,
-        fingerprint,
-        loaded,
-        outputs,
-        data,
-        output,
-        dict(task.generation),
-        t0,
-        0.0,
-        0,
-        {},
-        scoring,
+    inputs = RunInputs(
+        task=task,
+        model_name=model_name or predictions_path.stem,
+        fingerprint=fingerprint,
+        loaded=loaded,
+        requests=requests,
+        data=data,
+        output=output,
+        generation=dict(task.generation),
+        started=t0,
     )
+    return finish(inputs, GenerationOutcome(outputs=outputs), scoring)
 
 
-def finish(
-    task: Task,
-    model_name: str,
-    fingerprint: dict[str, Any],
-    loaded: Loaded,
-    outputs: Mapping[str, Prediction],
-    data: Mapping[str, Path | None],
-    output: Path,
-    generation: dict[str, Any],
-    t0: float,
-    generate_s: float,
-    n_generated: int,
-    request_counts: dict[str, int],
-    scoring: ScoringContext | None = None,
-) -> Results:
+def finish(run: RunInputs, outcome: GenerationOutcome, scoring: ScoringContext | None = None) -> Results:
+    """Score the answers; write samples.jsonl and results.json."""
+    loaded = run.loaded
     t_score = time.perf_counter()
-    scored: ScoreResult = task.score(loaded.samples, outputs, data, scoring)
+    scored: ScoreResult = run.task.score(loaded.samples, outcome.outputs, run.data, scoring)
     score_s = time.perf_counter() - t_score
-    write_jsonl(output / SAMPLES_FILE, scored.per_sample)
-    wall = time.perf_counter() - t0
+    rows = with_sample_blocks(scored.per_sample, loaded.samples, run.requests, outcome.inputs)
+    write_jsonl(run.output / SAMPLES_FILE, rows)
+    wall = time.perf_counter() - run.started
+    n_generated = outcome.counts.generated if outcome.counts is not None else 0
     n_skipped = len(loaded.skipped)
     n = len(loaded.samples) + n_skipped
     n_failed = int(scored.counts.get("failed", 0)) + n_skipped
@@ -218,26 +323,27 @@ def finish(
         evalkit_version=evalkit.__version__,
         git_sha=git_sha(),
         created=now_iso(),
-        task_card=task.source,
-        task_card_hash=task.card_hash,
-        protocol_variant=task.variant,
+        task_card=run.task.source,
+        task_card_hash=run.task.card_hash,
+        protocol_variant=run.task.variant,
         data_files={str(p): sha256_path(p) for p in loaded.files},
-        adapter=fingerprint,
-        generation=generation,
+        adapter=run.fingerprint,
+        generation=run.generation,
         deviations=scored.deviations,
         notes=loaded.notes,
         timings=Timings(
             wall_s=round(wall, 3),
-            generate_s=round(generate_s, 3),
+            generate_s=round(outcome.generate_s, 3),
             score_s=round(score_s, 3),
-            samples_per_s=round(n_generated / generate_s, 3) if generate_s > 0 else 0.0,
+            samples_per_s=round(n_generated / outcome.generate_s, 3) if outcome.generate_s > 0 else 0.0,
         ),
-        requests=request_counts,
+        # A predictions file has no such counts: its results keep the empty {} they always had.
+        requests=outcome.counts.to_json() if outcome.counts is not None else {},
         command=_redacted(sys.argv),
     )
     results = Results(
-        task=task.name,
-        model=model_name,
+        task=run.task.name,
+        model=run.model_name,
         metrics=scored.metrics,
         n=n,
         n_scored=n - n_failed,
@@ -247,7 +353,7 @@ def finish(
         provenance=provenance,
         **scored.extra,
     )
-    results.write(output)
+    results.write(run.output)
     return results
 
 

@@ -9,7 +9,6 @@ committed as soon as the adapter yields it, so SIGKILL loses only requests in fl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.hashing import sha256_text
 from evalkit.records import Prediction, Request
 
 SCHEMA_VERSION = "1"
@@ -31,7 +31,7 @@ def prediction_key(card_hash: str, request: Request, adapter_fingerprint: dict[s
         "adapter": adapter_fingerprint,
     }
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text(text)
 
 
 class StoreError(EvalkitError):

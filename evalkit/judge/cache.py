@@ -9,12 +9,13 @@ never part of it. Only successful responses are stored: a failure is retried nex
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+from evalkit.hashing import sha256_bytes, sha256_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -33,7 +34,7 @@ def _hash_images(value: Any) -> Any:
         url = out.get("url")
         if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
             header, payload = url.split(";base64,", 1)
-            digest = hashlib.sha256(base64.b64decode(payload)).hexdigest()
+            digest = sha256_bytes(base64.b64decode(payload))
             out["url"] = f"{header};sha256,{digest}"
         return out
     if isinstance(value, list):
@@ -49,7 +50,7 @@ def cache_key(endpoint: str, model: str, params: dict[str, Any], messages: list[
         "messages": _hash_images(messages),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_text(text)
 
 
 class ResponseCache:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import ConfigError
+from evalkit.files import cache_dir
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Local servers (vLLM, llama.cpp) accept any key; the client library insists on one.
@@ -76,13 +77,13 @@ class ClientSettings:
         return out
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit")).expanduser()
-
-
-def cache_path_from(value: str | None, default_name: str) -> Path | None:
+def cache_path_from(
+    value: str | None, default_name: str, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """A response cache's path: ``value`` as given, ``off`` for none, or by default
+    ``default_name`` in evalkit's cache folder (:func:`evalkit.files.cache_dir`)."""
     if value is None or value == "":
-        return default_cache_dir() / default_name
+        return cache_dir(environ) / default_name
     if value.lower() in {"off", "none", "0", "false"}:
         return None
     return Path(value).expanduser()
@@ -151,7 +152,7 @@ def judge_settings(
         base_url=base_url or OPENAI_BASE_URL,
         model=opts.model or env.get(ENV_MODEL) or default_model,
         api_key_vars=key_vars,
-        cache_path=cache_path_from(cache, "judge_cache.sqlite"),
+        cache_path=cache_path_from(cache, "judge_cache.sqlite", env),
         **numbers,
     )
     if not base_url and not settings.has_key():

@@ -11,10 +11,8 @@ module named in the ``evalkit.models`` entry-point group.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from evalkit.errors import ConfigError
@@ -84,11 +82,3 @@ def build_adapter(name: str, args: dict[str, str]) -> Adapter:
         return factory(**args)
     except TypeError as exc:
         raise ConfigError(f"model {name}: bad --model-args {args}: {exc}") from exc
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

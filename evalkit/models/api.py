@@ -10,7 +10,8 @@ Model args: ``base_url`` and ``model`` (required), ``api_key_env`` (name of the 
 the key; default ``EVALKIT_API_KEY`` then ``OPENAI_API_KEY``; the key itself is never an
 argument), ``max_concurrency``, ``timeout``, ``max_attempts``, ``backoff_base``,
 ``backoff_max``, ``detail`` (image detail, default ``high``), ``cache`` (a path, or ``off``;
-default ``$EVALKIT_CACHE/api_cache.sqlite``).
+default ``api_cache.sqlite`` in the cache folder, :func:`evalkit.files.cache_dir`:
+``$EVALKIT_CACHE``, else ``~/.cache/evalkit``).
 
 A request that still fails after ``max_attempts`` is not answered: the engine reports it and
 keeps every finished answer, so the next run retries only the failures.
@@ -18,13 +19,13 @@ keeps every finished answer, so the next run retries only the failures.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from evalkit.errors import ConfigError
+from evalkit.hashing import sha256_bytes
 from evalkit.judge.client import ChatCall, ChatClient
 from evalkit.judge.prompts import png_data_url
 from evalkit.judge.settings import ClientSettings, cache_path_from, parse_numbers
@@ -73,7 +74,7 @@ class ApiAdapter(Adapter):
         digest = None
         if request.image_path is not None:
             png = marks_png(request.image_path, request.regions)
-            digest = hashlib.sha256(png).hexdigest()
+            digest = sha256_bytes(png)
             content.append(
                 {
                     "type": "image_url",

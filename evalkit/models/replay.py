@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import ConfigError, PredictionsError
-from evalkit.models import Adapter, register_model, sha256_file
+from evalkit.hashing import sha256_file
+from evalkit.models import Adapter, register_model
 from evalkit.outputs import parse_prediction
 from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request

@@ -1,6 +1,7 @@
 """The report commands: ``evalkit leaderboard``, ``evalkit compare``, ``evalkit report``.
 
-``evalkit/cli.py`` imports this module when present and calls :func:`register`.
+``evalkit/cli.py`` imports this module and calls :func:`register`; the options both share
+live below both, in :mod:`evalkit.cli_args`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from evalkit.cli_args import kv_list
 from evalkit.errors import ConfigError
 
 _console = Console(stderr=True)
@@ -74,13 +76,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from evalkit.cli import _kv_list  # here, not at the top: evalkit.cli loads this module
     from evalkit.report.html_report import write_report
     from evalkit.report.runs import load_run
 
     run = load_run(args.run_dir)
     out = args.out or run.folder / "report.html"
-    overrides = _kv_list(args.data, "--data", "KEY=PATH")
+    overrides = kv_list(args.data, "--data", "KEY=PATH")
     write_report(run, out, overrides, args.images, args.max_cards)
     _console.print(f"report: {out}")
     return 0

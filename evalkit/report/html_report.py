@@ -4,6 +4,10 @@ The page holds a provenance header, the metric table, a per-sample metric distri
 (matplotlib PNG) and a gallery of cards — image with the region drawn, prompt, prediction,
 target and per-sample scores — worst first, filterable by category. Everything (images,
 plot, CSS, JS) is inlined, so the file can be mailed or attached to a CI run.
+
+Images, regions and prompts come from the run itself: the ``sample`` block the engine adds
+to each samples.jsonl row (:class:`evalkit.results.SampleRecord`). Only runs written before
+that block existed have their task's data read again (``--data`` / ``--images`` say where).
 """
 
 from __future__ import annotations
@@ -11,17 +15,18 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.metrics.spec import metric_header, metric_spec
-from evalkit.records import Sample
+from evalkit.regions import Region, RegionError
 from evalkit.report.plots import histograms_png
 from evalkit.report.render import thumbnail_png
 from evalkit.report.runs import Run
+from evalkit.results import SAMPLE_KEY, SampleRecord
 
 DEFAULT_MAX_CARDS = 200
 # Inside evalkit/assets so the wheel ships them (package-data "assets/**/*").
@@ -65,14 +70,50 @@ def per_sample_metrics(run: Run, rows: list[dict[str, Any]]) -> list[str]:
 
 
 @dataclass
+class Shown:
+    """What a card shows of one sample besides its samples.jsonl row."""
+
+    image_path: str | None
+    regions: list[Region]
+    target: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None  # the task's prompt, where the predictions file has none
+
+
+@dataclass
 class TaskView:
-    samples: dict[str, Sample] = field(default_factory=dict)
-    prompts: dict[str, str] = field(default_factory=dict)  # sample id -> prompt asked
+    samples: dict[str, Shown] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
+def recorded_samples(rows: Sequence[Mapping[str, Any]], images: Path | None) -> TaskView | None:
+    """The samples as the run recorded them (each row's ``sample`` block), or None for a run
+    written before the engine recorded them. ``images`` relocates the images folder."""
+    if not rows or not all(isinstance(r.get(SAMPLE_KEY), dict) for r in rows):
+        return None
+    shown: dict[str, Shown] = {}
+    notes: list[str] = []
+    for row in rows:
+        sid = str(row.get("id"))
+        record = SampleRecord.model_validate(row[SAMPLE_KEY])
+        try:
+            regions = [Region.from_json(r) for r in record.regions]
+        except (RegionError, KeyError, TypeError, ValueError) as exc:
+            notes.append(f"sample {sid}: recorded regions unreadable ({exc}); drawn without them")
+            regions = []
+        image_path = record.image_path
+        name = record.image if record.image is not None else row.get("image")
+        if images is not None and isinstance(name, str):
+            image_path = str(images / name)
+        own_meta = row.get("meta")
+        meta = record.meta if record.meta is not None else own_meta if isinstance(own_meta, dict) else {}
+        shown[sid] = Shown(image_path, regions, record.target, meta, record.prompt)
+    return TaskView(shown, notes)
+
+
 def load_task_samples(run: Run, overrides: Mapping[str, str], images: Path | None) -> TaskView:
-    """The run's samples (regions, image paths) and prompts from its task, or why not."""
+    """The run's samples (regions, image paths) and prompts from its task, or why not: for
+    runs whose samples.jsonl predates the engine's ``sample`` block."""
     from evalkit.task import get_task
 
     notes: list[str] = []
@@ -103,7 +144,11 @@ def load_task_samples(run: Run, overrides: Mapping[str, str], images: Path | Non
     prompts: dict[str, str] = {}
     for request in requests:
         prompts.setdefault(request.sample_id, request.prompt)
-    return TaskView({s.id: s for s in read.samples}, prompts, notes)
+    shown = {
+        s.id: Shown(s.image_path, list(s.regions), s.target, s.meta.to_json(), prompts.get(s.id))
+        for s in read.samples
+    }
+    return TaskView(shown, notes)
 
 
 def _text(value: Any) -> str:
@@ -114,8 +159,8 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _category(row: Mapping[str, Any], sample: Sample | None) -> str:
-    for source in (row, sample.meta.to_json() if sample else {}):
+def _category(row: Mapping[str, Any], sample: Shown | None) -> str:
+    for source in (row, sample.meta if sample else {}):
         if isinstance(source.get("category"), str):
             return str(source["category"])
     target = row.get("target", sample.target if sample else None)
@@ -130,7 +175,9 @@ def build_gallery(run: Run, overrides: Mapping[str, str], images: Path | None, m
     metrics = per_sample_metrics(run, rows)
     dist = {m: [float(r[m]) for r in rows if _numeric(r.get(m))] for m in metrics}
     sort_metric = next((m for m in metrics if m in run.results.metrics), metrics[0] if metrics else None)
-    view = load_task_samples(run, overrides, images)
+    view = recorded_samples(rows, images)
+    if view is None:  # a run from before the engine recorded its samples: read them again
+        view = load_task_samples(run, overrides, images)
     samples, notes = view.samples, list(view.notes)
     if sort_metric is not None:
         # Worst first; ties in a fixed order so the page is the same on every build.
@@ -149,7 +196,7 @@ def build_gallery(run: Run, overrides: Mapping[str, str], images: Path | None, m
                 id=sid,
                 category=_category(row, sample),
                 image_b64=image,
-                prompt=_text(pred.get("prompt") or view.prompts.get(sid)),
+                prompt=_text(pred.get("prompt") or (sample.prompt if sample else None)),
                 prediction=_text(row.get("prediction", pred.get("text"))),
                 target=_text(row.get("target", sample.target if sample else None)),
                 scores={m: float(row[m]) for m in metrics if _numeric(row.get(m))},

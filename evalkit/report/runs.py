@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import DataError
+from evalkit.hashing import sha256_text
 from evalkit.readers import load_jsonl
-from evalkit.report.results import PREDICTIONS_FILE, RESULTS_FILE, SAMPLES_FILE, Results
+from evalkit.results import PREDICTIONS_FILE, RESULTS_FILE, SAMPLE_KEY, SAMPLES_FILE, Results, SampleRecord
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Run:
     def fingerprint(self) -> str:
         """Short stable hash of what determines the model's answers (adapter fingerprint)."""
         text = json.dumps(self.results.provenance.adapter, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return sha256_text(text)[:12]
 
     def sample_rows(self) -> list[dict[str, Any]]:
         return _read_rows(self.folder / SAMPLES_FILE)
@@ -41,16 +41,44 @@ class Run:
         return _read_rows(self.folder / PREDICTIONS_FILE)
 
     def first_prediction(self) -> dict[str, Any] | None:
-        path = self.folder / PREDICTIONS_FILE
-        if not path.exists():
+        return _first_row(self.folder / PREDICTIONS_FILE)
+
+    def first_sample(self) -> SampleRecord | None:
+        """The engine's ``sample`` block of the first samples.jsonl row (None: no rows, or a
+        run written before the engine recorded them)."""
+        row = _first_row(self.folder / SAMPLES_FILE)
+        block = (row or {}).get(SAMPLE_KEY)
+        if not isinstance(block, dict):
             return None
-        with path.open("r", encoding="utf-8") as fh:
-            line = fh.readline().strip()
         try:
-            row = json.loads(line) if line else None
-        except json.JSONDecodeError:
+            return SampleRecord.model_validate(block)
+        except ValueError:
             return None
-        return row if isinstance(row, dict) else None
+
+    def converted_input(self) -> str | None:
+        """The region kind the engine converted the task's regions to for the model, read
+        from what the run recorded (its first sample); None when it gave them as they were,
+        or the run does not say (predictions from a file, a run from before the record)."""
+        record = self.first_sample()
+        if record is None or record.input is None:
+            return None
+        for region, given in zip(record.regions, record.input, strict=False):
+            if region.get("kind") != given:
+                return given
+        return None
+
+
+def _first_row(path: Path) -> dict[str, Any] | None:
+    """The first JSON line of a file, without reading the rest (leaderboards open many runs)."""
+    if not path.exists():
+        return None
+    with path.open("r", encoding="utf-8") as fh:
+        line = fh.readline().strip()
+    try:
+        row = json.loads(line) if line else None
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

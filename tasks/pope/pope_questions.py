@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import DataError
+from evalkit.hashing import sha256_path
 from evalkit.readers import (
     ReadResult,
     coco_image_path,
@@ -26,7 +27,6 @@ from evalkit.readers import (
     typed_field,
 )
 from evalkit.records import Sample, SampleInfo
-from evalkit.report.results import sha256_path
 
 # Every revision of the COCO question files in RUCAIBox/POPE's git history:
 # (split, revision, questions, sha256 of the file).

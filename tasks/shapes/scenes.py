@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from evalkit.files import build_dir_once
+from evalkit.files import cache_dir as evalkit_cache_dir
 from evalkit.regions import Region
 
 VERSION = 1
@@ -72,30 +71,17 @@ class ShapesPaths:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("EVALKIT_CACHE") or Path.home() / ".cache" / "evalkit"
-    return Path(base) / "shapes" / f"v{VERSION}"
+    return evalkit_cache_dir() / "shapes" / f"v{VERSION}"
 
 
 def ensure_shapes(root: Path | None = None) -> ShapesPaths:
     """Generate the shapes benchmark once; return where it lives."""
-    root = root or cache_dir()
-    if (root / "DONE").exists():
-        return ShapesPaths(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".shapes-", dir=root.parent))
-    try:
+
+    def build(folder: Path) -> None:
         for split, (n_images, seed) in SPLITS.items():
-            write_split(tmp / split, split, n_images, seed)
-        (tmp / "DONE").write_text(f"shapes v{VERSION}\n")
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not (root / "DONE").exists():  # another process won the race, or a real error
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return ShapesPaths(root)
+            write_split(folder / split, split, n_images, seed)
+
+    return ShapesPaths(build_dir_once(root or cache_dir(), build, f"shapes v{VERSION}\n"))
 
 
 def split_files(

@@ -17,8 +17,6 @@ colours x shapes and house parts (things), whether or not a split uses them.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from evalkit.files import build_dir_once
 from evalkit.readers import ReadResult, load_json, register_reader
 
 from ..ovseg.coco_panoptic import read_coco_panoptic, register_data_defaults
@@ -135,21 +134,7 @@ def ensure_ovseg(split: str) -> Path:
     """``<shapes>/<split>/ovseg``, written on first use (atomic rename; safe when racing)."""
     split_dir = ensure_shapes().split(split)
     out = split_dir / f"ovseg_v{FORMAT_VERSION}"
-    if (out / "DONE").exists():
-        return out
-    tmp = Path(tempfile.mkdtemp(prefix=".ovseg-", dir=split_dir))
-    try:
-        write_ovseg_split(split_dir, tmp)
-        (tmp / "DONE").write_text("shapes ovseg\n")
-        try:
-            tmp.rename(out)
-        except OSError:
-            if not (out / "DONE").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return build_dir_once(out, lambda folder: write_ovseg_split(split_dir, folder), "shapes ovseg\n")
 
 
 @register_data_defaults("shapes_ovseg")

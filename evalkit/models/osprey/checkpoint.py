@@ -19,16 +19,14 @@ from the checkpoint (no ``trust_remote_code``).
 from __future__ import annotations
 
 import json
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from evalkit.errors import ConfigError
-from evalkit.models import sha256_file
+from evalkit.files import cache_dir
+from evalkit.hashing import FileHashCache
 from evalkit.models.osprey.config import OspreyConfig
 from evalkit.models.osprey.modeling import OspreyModel, to_internal_key, to_official_key
 
@@ -195,36 +193,11 @@ def save_official(
 
 # ---------------------------------------------------------------------- fingerprints
 def _hash_cache_path() -> Path:
-    base = os.environ.get("EVALKIT_CACHE") or Path.home() / ".cache" / "evalkit"
-    return Path(base) / "checkpoint_hashes.json"
+    return cache_dir() / "checkpoint_hashes.json"
 
 
 def file_hashes(files: list[Path]) -> dict[str, str]:
-    """sha256 of each file, cached by (path, size, mtime): 7B shards take a while to hash."""
-    cache_path = _hash_cache_path()
-    try:
-        cache: dict[str, Any] = json.loads(cache_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        cache = {}
-    out: dict[str, str] = {}
-    changed = False
-    for file in files:
-        stat = file.stat()
-        key = str(file.resolve())
-        entry = cache.get(key)
-        if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime:
-            out[file.name] = entry["sha256"]
-            continue
-        digest = sha256_file(file)
-        cache[key] = {"size": stat.st_size, "mtime": stat.st_mtime, "sha256": digest}
-        out[file.name] = digest
-        changed = True
-    if changed:
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache_path.with_suffix(f".{os.getpid()}.tmp")  # replaced atomically
-            partial.write_text(json.dumps(cache, indent=1))
-            partial.replace(cache_path)
-        except OSError as exc:  # a read-only cache only costs re-hashing next time
-            print(f"evalkit: cannot write {cache_path}: {exc}", file=sys.stderr)
-    return out
+    """sha256 of each file by name, cached by (path, size, mtime): 7B shards take a while."""
+    # A fresh cache per call re-reads the file: another process may have hashed since.
+    hashes = FileHashCache(_hash_cache_path()).hash_files(files)
+    return {file.name: digest for file, digest in hashes.items()}

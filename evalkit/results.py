@@ -1,9 +1,12 @@
-"""The typed ``results.json`` schema and the provenance every result carries."""
+"""The typed ``results.json`` schema and the provenance every result carries.
+
+Low level (below the engine and the report): the engine writes these files, the report
+commands read them, and neither layer owns the schema.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -13,10 +16,32 @@ from pydantic import BaseModel, ConfigDict
 
 import evalkit
 from evalkit.errors import DataError
+from evalkit.files import atomic_write_text
 
 RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl"
 PREDICTIONS_FILE = "predictions.jsonl"
+
+
+SAMPLE_KEY = "sample"  # the engine's block in each samples.jsonl row (see SampleRecord)
+
+
+class SampleRecord(BaseModel):
+    """What the engine adds to a protocol's samples.jsonl row, under ``"sample"``: the sample
+    as the model was asked about it, so that a report reads the run instead of re-reading
+    (and perhaps no longer finding) its data. Rows keep every key their protocol wrote."""
+
+    model_config = ConfigDict(extra="allow")
+    image_path: str | None = None  # where the run read the image
+    prompt: str | None = None  # the task's prompt, with its <region> placeholders
+    regions: list[dict[str, Any]] = []  # Region.to_json(): kind, size, RLE / box / points
+    # The region kinds the model was given, after the engine's conversions (a box region
+    # given as "mask" was converted); None when the predictions came from a file.
+    input: list[str] | None = None
+    # Written only where the protocol's row does not already say them.
+    image: str | None = None  # file name relative to the images folder
+    target: Any = None
+    meta: dict[str, Any] | None = None  # the sample's typed payload (SampleInfo)
 
 
 class Timings(BaseModel):
@@ -58,12 +83,9 @@ class Results(BaseModel):
     provenance: Provenance
 
     def write(self, out_dir: Path) -> Path:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / RESULTS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.model_dump(), indent=2, ensure_ascii=False) + "\n", "utf-8")
-        tmp.replace(path)  # atomic: a reader never sees half a results file
-        return path
+        # Atomic: a reader (a leaderboard, a CI gate) never sees half a results file.
+        text = json.dumps(self.model_dump(), indent=2, ensure_ascii=False) + "\n"
+        return atomic_write_text(out_dir / RESULTS_FILE, text)
 
     @staticmethod
     def read(path: Path) -> Results:
@@ -93,29 +115,6 @@ def git_sha() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-_file_hash_cache: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_path(path: Path) -> str:
-    """sha256 of a file; of a folder, a digest over its (relative name, size) listing."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key in _file_hash_cache:
-        return _file_hash_cache[key]
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(f"{child.relative_to(path)}\0{child.stat().st_size}\n".encode())
-        value = "listing:" + digest.hexdigest()
-    else:
-        with path.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        value = digest.hexdigest()
-    _file_hash_cache[key] = value
-    return value
 
 
 def now_iso() -> str:

@@ -1,0 +1,80 @@
+"""The command line's shared options and their parsing, for ``evalkit/cli.py`` and the
+command groups that live beside their code (``evalkit/report/commands.py``).
+
+Below both in the import graph: ``cli.py`` imports the command groups, the command groups
+import this, so registering a group is a plain import and never a cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import ConfigError
+from evalkit.protocol import ScoringContext
+
+
+def kv_list(values: Sequence[str] | None, flag: str, form: str = "KEY=VALUE") -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options (``--data``, ``--gen``) as a dict."""
+    out: dict[str, str] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise ConfigError(f"{flag} {item!r}: expected {form}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def parse_gen(values: Sequence[str] | None) -> dict[str, Any]:
+    """``--gen KEY=VALUE`` values as JSON where they parse (numbers, booleans), else text."""
+    out: dict[str, Any] = {}
+    for key, value in kv_list(values, "--gen").items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task or group name (see `evalkit tasks`)")
+    p.add_argument("--data", action="append", metavar="KEY=PATH", help="override a data path")
+    p.add_argument("--protocol", default="default", help="protocol variant: default | reference")
+    p.add_argument("--output", type=Path, help="output directory")
+    p.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="bad input: stop with a clear error (default) or skip, count and list it",
+    )
+
+
+def add_judge_args(p: argparse.ArgumentParser) -> None:
+    """The LLM judge of judged tasks (scored at `run` and `score` time). The key is never an
+    option: it is read from an environment variable (EVALKIT_JUDGE_API_KEY / OPENAI_API_KEY
+    or the one --judge-api-key-env names)."""
+    g = p.add_argument_group("LLM judge (judged tasks)")
+    g.add_argument(
+        "--judge-base-url", metavar="URL", help="OpenAI-compatible endpoint (or EVALKIT_JUDGE_BASE_URL)"
+    )
+    g.add_argument("--judge-model", help="judge model (default: the paper's judge)")
+    g.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable with the key")
+    g.add_argument("--judge-concurrency", type=int, help="requests in flight (default 8)")
+    g.add_argument("--judge-cache", metavar="PATH|off", help="judge response cache (SQLite)")
+
+
+def scoring_context(args: argparse.Namespace) -> ScoringContext:
+    """The ``--judge-*`` options, handed to scoring explicitly (never via the environment)."""
+    from evalkit.judge.settings import JudgeOptions
+
+    judge = JudgeOptions(
+        base_url=args.judge_base_url,
+        model=args.judge_model,
+        api_key_env=args.judge_api_key_env,
+        concurrency=args.judge_concurrency,
+        cache=args.judge_cache,
+    )
+    return ScoringContext(judge=judge)
