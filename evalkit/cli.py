@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalkit.cards import CardCatalog
-from evalkit.cli_args import add_judge_args, add_task_args, kv_list, parse_gen, scoring_context
+from evalkit.cli_args import add_judge_args, add_task_args, kv_list, parse_gen, region_shown, scoring_context
 from evalkit.errors import EvalkitError
 from evalkit.report import commands as report_commands
 from evalkit.results import Results
@@ -61,7 +61,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_samples(args: argparse.Namespace) -> int:
     from evalkit.task import get_task
 
-    task = get_task(args.task, args.protocol, _catalog(args))
+    task = get_task(args.task, args.protocol, _catalog(args), region_shown(args))
     data = task.resolve_data(kv_list(args.data, "--data"), command="samples")
     read = task.load_samples(data)
     samples = read.samples[: args.limit] if args.limit is not None else read.samples
@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     members = catalog.expand(args.task)
     # Every member's card (and its protocol args) is checked before the model loads.
-    tasks = [get_task(name, args.protocol, catalog) for name in members]
+    tasks = [get_task(name, args.protocol, catalog, region_shown(args)) for name in members]
     adapter = build_adapter(args.model, parse_model_args(args.model_args))
     overrides = kv_list(args.data, "--data")
     try:
@@ -127,7 +127,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from evalkit.engine.runner import score_file
     from evalkit.task import get_task
 
-    task = get_task(args.task, args.protocol, _catalog(args))
+    task = get_task(args.task, args.protocol, _catalog(args), region_shown(args))
     data = task.resolve_data(kv_list(args.data, "--data"), command="score")
     out = args.output or args.predictions.parent
     results = score_file(

@@ -15,6 +15,7 @@ from typing import Any
 
 from evalkit.errors import ConfigError
 from evalkit.protocol import ScoringContext
+from evalkit.shown_regions import RegionShown
 
 
 def kv_list(values: Sequence[str] | None, flag: str, form: str = "KEY=VALUE") -> dict[str, str]:
@@ -50,6 +51,12 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
         default="fail",
         help="bad input: stop with a clear error (default) or skip, count and list it",
     )
+    g = p.add_argument_group("regions shown to the model (over the card's region_kind)")
+    g.add_argument("--region-kind", metavar="KIND", help="box | point | scribble | mask")
+    g.add_argument(
+        "--region-method", metavar="M", help="tight_box | free_form | seeded | visual_centre | ..."
+    )
+    g.add_argument("--region-seed", type=int, metavar="N", help="seed of seeded methods (default 0)")
 
 
 def add_judge_args(p: argparse.ArgumentParser) -> None:
@@ -78,3 +85,15 @@ def scoring_context(args: argparse.Namespace) -> ScoringContext:
         cache=args.judge_cache,
     )
     return ScoringContext(judge=judge)
+
+
+def region_shown(args: argparse.Namespace) -> RegionShown | None:
+    """``--region-kind`` and friends, or None (the card decides)."""
+    if args.region_kind is None:
+        if args.region_method is not None or args.region_seed is not None:
+            raise ConfigError("--region-method / --region-seed need --region-kind")
+        return None
+    try:
+        return RegionShown.parse(args.region_kind, args.region_method, args.region_seed)
+    except ValueError as exc:
+        raise ConfigError(f"--region-kind: {exc}") from exc

@@ -4,12 +4,14 @@ boxes are used as given."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evalkit.cards import CardCatalog
+from evalkit.cli import main
 from evalkit.errors import ConfigError
 from evalkit.records import Request
 from evalkit.regions import Region
@@ -93,3 +95,31 @@ def test_without_region_kind_requests_are_exactly_as_before() -> None:
     boxed = get_task("shapes_cls", region=RegionShown.parse("box")).build_requests(samples)
     assert all(r.regions[0].kind == "box" for r in boxed)
     assert boxed[0].payload_digest() != requests[0].payload_digest()  # new regions, new key
+
+
+@pytest.mark.parametrize("kind", ["box", "point"])
+def test_osprey_tiny_on_shapes_cls_shown_boxes_or_points_records_the_conversion(
+    tmp_path: Path, kind: str
+) -> None:
+    out = tmp_path / kind
+    args = ["run", "--model", "osprey-tiny", "--task", "shapes_cls", "--limit", "6", "--output", str(out)]
+    assert main([*args, "--region-kind", kind]) == 0
+    results = json.loads((out / "results.json").read_text())
+    sent = {"box": "box", "point": "points"}[kind]
+    method = {"box": "tight box of the region's pixels", "point": "seeded uniform foreground pixel"}[kind]
+    assert results["input"] == sent and results["region_shown"] == {"kind": sent, "method": None, "seed": 0}
+    assert results["region_conversions"] == {f"mask -> {sent} ({method})": 6}
+    assert results["model_input"] == ["mask"]  # Osprey takes masks: the engine drew the box/point
+    row = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
+    assert row["meta"]["shown_regions"][0]["sent"] == sent
+    assert row["meta"]["region_conversions"] == [f"region 0: {sent} -> mask"]
+
+
+def test_a_card_in_an_include_folder_fixes_the_region_kind(tmp_path: Path) -> None:
+    text = CardCatalog().files["shapes_cls"].text.replace("name: shapes_cls", "name: shapes_cls_box")
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "shapes_cls_box.yaml").write_text(text + "region_kind: box\n")
+    out = tmp_path / "run"
+    args = ["--include", str(tmp_path / "cards"), "run", "--model", "osprey-tiny", "--task", "shapes_cls_box"]
+    assert main([*args, "--limit", "4", "--output", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["input"] == "box"

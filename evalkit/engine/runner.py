@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,26 @@ class RunInputs:
     output: Path
     generation: dict[str, Any]
     started: float  # time.perf_counter() when the run began: wall time includes loading
+
+
+def shown_record(run: RunInputs, outcome: GenerationOutcome) -> dict[str, Any]:
+    """What results.json says of the regions shown to the model, when the task converted them
+    (a card's or --region-kind): the kind (the board's Input column), how, and each
+    conversion with its count. Empty otherwise, so default runs' results are as before."""
+    shown = run.task.shown
+    if shown is None:
+        return {}
+    # counted without each region's derived seed (per prediction, meta.shown_regions has it)
+    notes = Counter(replace(c, seed=None).note() for r in run.requests for c in r.conversions)
+    record: dict[str, Any] = {
+        "input": shown.kind,
+        "region_shown": shown.to_json(),
+        "region_conversions": dict(sorted(notes.items())),
+    }
+    if outcome.inputs is not None:
+        # what the adapter was then sent (it converts what it cannot take: a box to a mask)
+        record["model_input"] = sorted({k for kinds in outcome.inputs.values() for k in kinds})
+    return record
 
 
 def run_task(
@@ -351,6 +372,7 @@ def finish(run: RunInputs, outcome: GenerationOutcome, scoring: ScoringContext |
         counts=counts,
         skipped=loaded.skipped,
         provenance=provenance,
+        **shown_record(run, outcome),
         **scored.extra,
     )
     results.write(run.output)

@@ -53,10 +53,12 @@ def run_label(run: Run) -> str:
 
 
 def run_input(run: Run) -> str:
-    """The region kind the model was given, when the run says (results, or the conversion
-    the engine recorded on its first prediction); otherwise unknown."""
+    """The region kind the model was given, as the run recorded it: results (a task that
+    showed another kind, an adapter that says), else the kind the engine converted the
+    task's regions to (samples.jsonl's sample block); runs written before that record fall
+    back to the conversion note of their first prediction. Otherwise unknown."""
     extra = run.results.model_extra or {}
-    found = extra.get("input") or run.results.provenance.adapter.get("input")
+    found = extra.get("input") or run.results.provenance.adapter.get("input") or run.converted_input()
     if found:
         return str(found)
     first = run.first_prediction()
