@@ -37,6 +37,20 @@ def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
         raise DataError(path, f"not a readable image ({exc})", where) from exc
 
 
+def request_image_size(request: Request) -> tuple[int, int] | None:
+    """(height, width) of a request's image: its regions', else the image header's; None when
+    neither is known (no regions, no readable image)."""
+    if request.regions:
+        return request.regions[0].height, request.regions[0].width
+    if request.image_path is None or not Path(request.image_path).is_file():
+        return None
+    try:
+        width, height = image_size(request.image_path)
+    except DataError:
+        return None
+    return height, width
+
+
 def check_request_image(request: Request) -> None:
     """Cheap pre-flight check (header only): the image exists, is an image, and has the size
     the regions were annotated on. Full decoding errors surface from :func:`load_rgb`."""

@@ -3,6 +3,8 @@
 
     {"id": "...", "text": "..."}                                     a generated answer
     {"id": "...", "text": "", "choice_logprobs": [...], "choice_tokens": [...]}   a ranking
+    {"id": "...", "text": "<p>a dog</p> [SEG] ...", "masks": [{"rle": {...}, "phrase": "a dog",
+     "span": [3, 8]}]}                                               an answer with masks
     (+ "token_logprobs": [...] for generated tokens' log p, when asked)
 
 parsed into :class:`~evalkit.records.Prediction` with one clear error per bad record.
@@ -11,11 +13,16 @@ parsed into :class:`~evalkit.records.Prediction` with one clear error per bad re
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from evalkit.errors import PredictionsError
-from evalkit.records import Prediction
+from evalkit.records import MaskOutput, Prediction
+
+# GLaMM's grounded answer: a phrase in <p>...</p> followed by the [SEG] token its mask fills
+# (GLaMM e74865f, eval/gcg/infer.py reads the phrases with this pattern).
+SEG_PHRASE = re.compile(r"<p>\s*(.*?)\s*</p>\s*\[SEG\]")
 
 
 def _numbers(path: Path, obj: dict[str, Any], key: str, record: str, kind: type) -> list[Any] | None:
@@ -57,4 +64,139 @@ def parse_prediction(path: Path, obj: Any, record: str) -> Prediction:
         token_logprobs=_numbers(path, obj, "token_logprobs", record, float),
         choice_logprobs=choice_logprobs,
         choice_tokens=choice_tokens,
+        masks=_masks(path, obj, pid, record),
     )
+
+
+def rle_runs(counts: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``,
+    maskApi.c: 5-bit groups from character - 48, 0x20 continues, 0x10 signs the last group,
+    runs after the second stored as the difference to the run two before)."""
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(counts):
+                raise ValueError("the string ends inside a run")
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {counts[p]!r} is not of the RLE alphabet")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def rle_problem(counts: str, pixels: int) -> str | None:
+    """Why ``counts`` is not an RLE of ``pixels`` pixels (None when it is). pycocotools
+    itself decodes garbage without complaint, so the runs are checked here."""
+    try:
+        runs = rle_runs(counts)
+    except ValueError as exc:
+        return str(exc)
+    if any(r < 0 for r in runs) or any(r == 0 for r in runs[1:]):
+        return "a run of negative or zero length"
+    if sum(runs) != pixels:
+        return f"its runs cover {sum(runs)} pixels, its size {pixels}"
+    return None
+
+
+def seg_phrases(text: str) -> list[tuple[str, int, int]]:
+    """The ``<p>phrase</p> [SEG]`` phrases of a grounded answer: (phrase, start, end) with
+    ``text[start:end] == phrase``, in order (one mask each)."""
+    return [(m.group(1), m.start(1), m.end(1)) for m in SEG_PHRASE.finditer(text)]
+
+
+def _masks(path: Path, obj: dict[str, Any], pid: str, record: str) -> list[MaskOutput] | None:
+    raw = obj.get("masks")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise PredictionsError(path, f'"masks" of id {pid!r} must be a list', record)
+    out = []
+    for k, m in enumerate(raw):
+        where = f"id {pid!r} mask {k}"
+        if not isinstance(m, dict) or not isinstance(m.get("rle"), dict):
+            raise PredictionsError(
+                path, f'{where}: expected {{"rle": {{"size", "counts"}}, "phrase", "span"}}', record
+            )
+        rle = m["rle"]
+        size, counts = rle.get("size"), rle.get("counts")
+        if not (
+            isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)
+        ):
+            raise PredictionsError(path, f'{where}: RLE "size" must be [height, width]', record)
+        if not isinstance(counts, str):
+            raise PredictionsError(path, f'{where}: RLE "counts" must be a compressed COCO string', record)
+        problem = rle_problem(counts, size[0] * size[1])
+        if problem is not None:
+            raise PredictionsError(path, f"{where}: not a valid COCO RLE ({problem})", record)
+        phrase, span, score = m.get("phrase"), m.get("span"), m.get("score")
+        if phrase is not None and not isinstance(phrase, str):
+            raise PredictionsError(path, f'{where}: "phrase" must be a string', record)
+        if span is not None and not (
+            isinstance(span, list)
+            and len(span) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+        ):
+            raise PredictionsError(path, f'{where}: "span" must be [start, end] character offsets', record)
+        if score is not None and not (isinstance(score, (int, float)) and not isinstance(score, bool)):
+            raise PredictionsError(path, f'{where}: "score" must be a number', record)
+        out.append(
+            MaskOutput(
+                {"size": list(size), "counts": counts},
+                phrase,
+                (span[0], span[1]) if span is not None else None,
+                float(score) if score is not None else None,
+            )
+        )
+    return out
+
+
+def check_masks(
+    prediction: Prediction, height: int | None, width: int | None, path: Path, record: str
+) -> None:
+    """The masks fit the image (``height`` x ``width``, when known) and each grounds a phrase
+    that is in the text: its ``span`` inside the text (and equal to its ``phrase``), its
+    ``phrase`` found, or — with neither — a ``<p>…</p> [SEG]`` of its own."""
+    if not prediction.masks:
+        return
+    pid, text = prediction.request_id, prediction.text
+    segs = seg_phrases(text)
+    for k, m in enumerate(prediction.masks):
+        where = f"id {pid!r} mask {k}"
+        if height is not None and width is not None and list(m.rle["size"]) != [height, width]:
+            raise PredictionsError(
+                path,
+                f"{where}: mask is {m.rle['size'][0]}x{m.rle['size'][1]}, the image is {height}x{width}",
+                record,
+            )
+        if m.span is not None:
+            start, end = m.span
+            if not 0 <= start < end <= len(text):
+                raise PredictionsError(
+                    path, f"{where}: span {list(m.span)} is not in the {len(text)}-character text", record
+                )
+            if m.phrase is not None and text[start:end] != m.phrase:
+                raise PredictionsError(
+                    path,
+                    f"{where}: span {list(m.span)} reads {text[start:end]!r}, not the phrase {m.phrase!r}",
+                    record,
+                )
+        elif m.phrase is not None:
+            if m.phrase not in text:
+                raise PredictionsError(path, f"{where}: phrase {m.phrase!r} is not in the text", record)
+        elif k >= len(segs):
+            raise PredictionsError(
+                path,
+                f"{where}: grounds no phrase (the text has {len(segs)} <p>...</p> [SEG] span(s))",
+                record,
+            )

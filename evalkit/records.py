@@ -27,9 +27,10 @@ from evalkit.regions import Region
 from evalkit.regions.convert import Conversion
 
 # What a request can ask of an adapter: generate text, rank candidate answers by likelihood,
-# and (with generation ``logprobs: true``) the generated tokens' log-probabilities.
-Capability = Literal["generate", "rank", "token_logprobs"]
-CAPABILITIES: tuple[Capability, ...] = ("generate", "rank", "token_logprobs")
+# (with generation ``logprobs: true``) the generated tokens' log-probabilities, and (with
+# generation ``masks: true``) masks grounding the answer's phrases.
+Capability = Literal["generate", "rank", "token_logprobs", "masks"]
+CAPABILITIES: tuple[Capability, ...] = ("generate", "rank", "token_logprobs", "masks")
 
 REGION_PLACEHOLDER = "<region>"
 IMAGE_PLACEHOLDER = "<image>"
@@ -92,8 +93,12 @@ class Request:
 
     def needs(self) -> frozenset[Capability]:
         """What the adapter must serve to answer this request."""
-        kind: Capability = "rank" if self.choices is not None else "generate"
-        return frozenset({kind, "token_logprobs"} if self.generation.get("logprobs") else {kind})
+        needed: set[Capability] = {"rank" if self.choices is not None else "generate"}
+        if self.generation.get("logprobs"):
+            needed.add("token_logprobs")
+        if self.generation.get("masks"):
+            needed.add("masks")
+        return frozenset(needed)
 
     def payload(self) -> dict[str, Any]:
         """Everything that determines the model's answer, in canonical JSON form."""
@@ -117,6 +122,43 @@ class Request:
         return sha256_text(text)
 
 
+@dataclass(frozen=True)
+class MaskOutput:
+    """One mask a model answered with, grounding a phrase of its text (GLaMM / MGLMM answer
+    ``<p>a dog</p> [SEG] on <p>the grass</p> [SEG]``: one mask per ``[SEG]``).
+
+    ``rle`` is COCO RLE at the image's size (``{"size": [h, w], "counts": str}``);
+    ``span`` the ``[start, end)`` character offsets of the phrase in the prediction's text,
+    ``phrase`` its words. Without either, the i-th mask grounds the text's i-th
+    ``<p>…</p> [SEG]`` (:func:`evalkit.outputs.seg_phrases`).
+    """
+
+    rle: dict[str, Any]
+    phrase: str | None = None
+    span: tuple[int, int] | None = None
+    score: float | None = None  # the model's confidence, where it gives one
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rle": self.rle}
+        if self.phrase is not None:
+            out["phrase"] = self.phrase
+        if self.span is not None:
+            out["span"] = list(self.span)
+        if self.score is not None:
+            out["score"] = self.score
+        return out
+
+    @staticmethod
+    def from_json(obj: dict[str, Any]) -> MaskOutput:
+        span = obj.get("span")
+        return MaskOutput(
+            obj["rle"],
+            obj.get("phrase"),
+            (int(span[0]), int(span[1])) if span is not None else None,
+            obj.get("score"),
+        )
+
+
 @dataclass
 class Prediction:
     request_id: str
@@ -135,6 +177,8 @@ class Prediction:
     # tokens after the prompt, and how many tokens that is (for length normalisation).
     choice_logprobs: list[float] | None = None
     choice_tokens: list[int] | None = None
+    # Masks the model answered with (segmentation-grounded answers), in the text's order.
+    masks: list[MaskOutput] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.request_id, "text": self.text}
@@ -149,6 +193,8 @@ class Prediction:
         if self.choice_logprobs is not None:
             out["choice_logprobs"] = self.choice_logprobs
             out["choice_tokens"] = self.choice_tokens
+        if self.masks is not None:
+            out["masks"] = [m.to_json() for m in self.masks]
         if self.meta:
             out["meta"] = self.meta
         return out
@@ -165,4 +211,5 @@ class Prediction:
             token_logprobs=obj.get("token_logprobs"),
             choice_logprobs=obj.get("choice_logprobs"),
             choice_tokens=obj.get("choice_tokens"),
+            masks=[MaskOutput.from_json(m) for m in obj["masks"]] if obj.get("masks") is not None else None,
         )

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from evalkit.errors import PredictionsError
 from evalkit.files import atomic_writer
-from evalkit.outputs import parse_prediction
+from evalkit.images import request_image_size
+from evalkit.outputs import check_masks, parse_prediction
 from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request
 
 
-def read_predictions(path: Path, known_ids: set[str]) -> dict[str, Prediction]:
+def read_predictions(path: Path, requests: Mapping[str, Request]) -> dict[str, Prediction]:
     """A predictions JSONL (:mod:`evalkit.outputs`) -> {id: prediction}; unknown or
-    repeated ids are errors."""
+    repeated ids are errors, and so are masks that do not fit their request's image or
+    ground no phrase of the text."""
     found: dict[str, Prediction] = {}
     for lineno, obj in load_jsonl(path):
         record = f"line {lineno}"
         prediction = parse_prediction(path, obj, record)
         pid = prediction.request_id
-        if pid not in known_ids:
+        if pid not in requests:
             raise PredictionsError(path, f"id {pid!r} is not a sample of this task", record)
         if pid in found:
             raise PredictionsError(path, f"id {pid!r} appears twice", record)
+        if prediction.masks:
+            size = request_image_size(requests[pid])
+            height, width = size if size is not None else (None, None)
+            check_masks(prediction, height, width, path, record)
         found[pid] = prediction
     return found
 

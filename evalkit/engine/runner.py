@@ -299,7 +299,7 @@ def score_file(
     t0 = time.perf_counter()
     loaded = load(task, data, None, on_error)
     requests = task.build_requests(loaded.samples)
-    outputs = read_predictions(predictions_path, {r.id for r in requests})
+    outputs = read_predictions(predictions_path, {r.id: r for r in requests})
     missing = [r.id for r in requests if r.id not in outputs]
     if missing and on_error == "fail":
         raise PredictionsError(

@@ -12,8 +12,9 @@ from typing import Any
 
 from evalkit.errors import ConfigError, PredictionsError
 from evalkit.hashing import sha256_file
+from evalkit.images import request_image_size
 from evalkit.models import Adapter, register_model
-from evalkit.outputs import parse_prediction
+from evalkit.outputs import check_masks, parse_prediction
 from evalkit.readers import load_jsonl
 from evalkit.records import Prediction, Request
 
@@ -21,16 +22,18 @@ from evalkit.records import Prediction, Request
 class ReplayAdapter(Adapter):
     name = "replay"
     # It replays whatever the file holds: texts, rankings, token log-probabilities.
-    serves = frozenset({"generate", "rank", "token_logprobs"})
+    serves = frozenset({"generate", "rank", "token_logprobs", "masks"})
 
     def __init__(self, path: str):
         self.path = Path(path)
         self.answers: dict[str, Prediction] = {}
+        self.lines: dict[str, int] = {}
         for lineno, obj in load_jsonl(self.path):
             answer = parse_prediction(self.path, obj, f"line {lineno}")
             if answer.request_id in self.answers:
                 raise PredictionsError(self.path, f"id {obj['id']!r} appears twice", f"line {lineno}")
             self.answers[answer.request_id] = answer
+            self.lines[answer.request_id] = lineno
 
     def fingerprint(self) -> dict[str, Any]:
         return {"predictions_sha256": sha256_file(self.path)}
@@ -39,7 +42,12 @@ class ReplayAdapter(Adapter):
         for request in requests:
             if request.id not in self.answers:
                 raise PredictionsError(self.path, f"no prediction for request id {request.id!r}")
-            yield self.answers[request.id]
+            answer = self.answers[request.id]
+            if answer.masks:
+                size = request_image_size(request)
+                height, width = size if size is not None else (None, None)
+                check_masks(answer, height, width, self.path, f"line {self.lines[request.id]}")
+            yield answer
 
 
 @register_model("replay")
