@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
         "evalkit.results",
         "evalkit.outputs",
     },
-    {"evalkit.protocol", "evalkit.shown_regions"},
+    {"evalkit.protocol", "evalkit.shown_regions", "evalkit.multi_region"},
     {"evalkit.task", "evalkit.models", "evalkit.tasks"},
     {"evalkit.engine"},
     {"evalkit.report", "evalkit.cli_args"},  # cli_args: the options cli and report share
