@@ -30,6 +30,7 @@ class ProtocolArgs(BaseModel):
 
 
 Data = Mapping[str, Path | None]  # a task's data: its card's keys -> paths (None: not given)
+Outputs = Mapping[str, Prediction]  # the adapter's answers, keyed by request id
 
 ArgsT = TypeVar("ArgsT", bound=ProtocolArgs)
 
@@ -97,6 +98,10 @@ class TaskProtocol(ABC, Generic[ArgsT]):
         """Generation settings for one sample (e.g. MDVP's per-phase max_new_tokens)."""
         return dict(generation)
 
+    def choices_for(self, sample: Sample) -> tuple[str, ...] | None:
+        """Candidate answers to rank for one sample (a likelihood task); None: generate."""
+        return None
+
     def build_requests(
         self, samples: Sequence[Sample], prompt: str, generation: dict[str, Any]
     ) -> list[Request]:
@@ -109,16 +114,13 @@ class TaskProtocol(ABC, Generic[ArgsT]):
                 prompt=self.prompt_for(s, prompt),
                 regions=list(s.regions),
                 generation=self.generation_for(s, generation),
+                choices=self.choices_for(s),
             )
             for s in samples
         ]
 
     def score_outputs(
-        self,
-        samples: Sequence[Sample],
-        outputs: Mapping[str, Prediction],
-        data: Data,
-        context: ScoringContext,
+        self, samples: Sequence[Sample], outputs: Outputs, data: Data, context: ScoringContext
     ) -> ScoreResult:
         """What the engine calls, with the adapter's answers keyed by request id. Protocols
         that score text (most) implement :meth:`score`; those that read more of an answer

@@ -18,14 +18,8 @@ from evalkit.models.osprey.checkpoint import save_official
 from evalkit.models.osprey.prompting import render_prompt
 from evalkit.models.osprey.rank import choice_ids
 from evalkit.records import Prediction, Request
-from tests.osprey_helpers import (
-    CLS_PROMPT,
-    TWO_REGION_PROMPT,
-    box_region,
-    tiny_model,
-    tiny_tokenizer,
-    write_images,
-)
+from tests import osprey_helpers as helpers
+from tests.osprey_helpers import CLS_PROMPT, TWO_REGION_PROMPT, box_region
 
 CHOICES = ("red circle", "red square", "a", "house roof", "blue star", "red")
 MAX_NEW = 6
@@ -33,8 +27,8 @@ MAX_NEW = 6
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, seed=1)
+    tok = helpers.tiny_tokenizer()
+    model = helpers.tiny_model(tok, seed=1)
     with torch.no_grad():
         # Softer logits than tiny_model's (made for unambiguous greedy): per-token log p of a
         # few units, so 1e-5 is a test of the arithmetic, not of float32's last digit at -70.
@@ -47,7 +41,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return write_images(tmp_path_factory.mktemp("rank-images"), [(48, 80), (96, 64)], seed=3)
+    return helpers.write_images(tmp_path_factory.mktemp("rank-images"), [(48, 80), (96, 64)], seed=3)
 
 
 def _rank_requests(images: list[Path]) -> list[Request]:
@@ -77,7 +71,7 @@ def _scores(checkpoint: Path, requests: list[Request], **args: str | int) -> dic
 
 
 def test_the_choices_probe_what_the_test_claims() -> None:
-    tok = tiny_tokenizer()
+    tok = helpers.tiny_tokenizer()
     ids = choice_ids(tok, render_prompt(CLS_PROMPT), CHOICES)
     assert len(ids[CHOICES.index("a")]) == 1  # a one-token choice
     assert ids[0][:3] == ids[1][:3] and ids[0] != ids[1]  # shared leading tokens

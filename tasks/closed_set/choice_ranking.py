@@ -8,12 +8,19 @@ adapter that cannot rank is refused before any model work (``Adapter.serves``). 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from evalkit.metrics.choice import choice_accuracy, ranked_choice
-from evalkit.protocol import Data, ProtocolArgs, ScoreResult, ScoringContext, TaskProtocol, register_protocol
-from evalkit.records import Prediction, Request, Sample, SampleInfo
+from evalkit.protocol import (
+    Data,
+    Outputs,
+    ProtocolArgs,
+    ScoreResult,
+    ScoringContext,
+    TaskProtocol,
+    register_protocol,
+)
+from evalkit.records import Sample, SampleInfo
 
 
 class ChoiceQuestion(SampleInfo):
@@ -30,28 +37,11 @@ class ChoiceArgs(ProtocolArgs):
 
 @register_protocol("choice_ranking")
 class ChoiceRanking(TaskProtocol[ChoiceArgs]):
-    def build_requests(
-        self, samples: Sequence[Sample], prompt: str, generation: dict[str, Any]
-    ) -> list[Request]:
-        return [
-            Request(
-                id=s.id,
-                sample_id=s.id,
-                image_path=s.image_path,
-                prompt=self.prompt_for(s, prompt),
-                regions=list(s.regions),
-                generation=self.generation_for(s, generation),
-                choices=tuple(s.info(ChoiceQuestion).choices),
-            )
-            for s in samples
-        ]
+    def choices_for(self, sample: Sample) -> tuple[str, ...]:
+        return tuple(sample.info(ChoiceQuestion).choices)
 
     def score_outputs(
-        self,
-        samples: Sequence[Sample],
-        outputs: Mapping[str, Prediction],
-        data: Data,
-        context: ScoringContext,
+        self, samples: Sequence[Sample], outputs: Outputs, data: Data, context: ScoringContext
     ) -> ScoreResult:
         predicted: list[int] = []
         answers: list[int] = []
