@@ -5,7 +5,8 @@
     {"id": "...", "text": "", "choice_logprobs": [...], "choice_tokens": [...]}   a ranking
     {"id": "...", "text": "<p>a dog</p> [SEG] ...", "masks": [{"rle": {...}, "phrase": "a dog",
      "span": [3, 8]}]}                                               an answer with masks
-    (+ "token_logprobs": [...] for generated tokens' log p, when asked)
+    (+ "token_logprobs": [...] for generated tokens' log p, when asked, and "token_texts":
+     [...] the text of each of those tokens, joining to "text")
 
 parsed into :class:`~evalkit.records.Prediction` with one clear error per bad record.
 """
@@ -58,14 +59,34 @@ def parse_prediction(path: Path, obj: Any, record: str) -> Prediction:
             f'id {pid!r}: "choice_logprobs" and "choice_tokens" go together, one value per choice',
             record,
         )
+    token_logprobs = _numbers(path, obj, "token_logprobs", record, float)
     return Prediction(
         pid,
         text,
-        token_logprobs=_numbers(path, obj, "token_logprobs", record, float),
+        token_logprobs=token_logprobs,
+        token_texts=_token_texts(path, obj, pid, record, token_logprobs),
         choice_logprobs=choice_logprobs,
         choice_tokens=choice_tokens,
         masks=_masks(path, obj, pid, record),
     )
+
+
+def _token_texts(
+    path: Path, obj: dict[str, Any], pid: str, record: str, token_logprobs: list[float] | None
+) -> list[str] | None:
+    """``token_texts``: strings, one per log-probability, that join to the answer's text."""
+    value = obj.get("token_texts")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PredictionsError(path, f'"token_texts" of id {pid!r} must be a list of strings', record)
+    if token_logprobs is None or len(token_logprobs) != len(value):
+        raise PredictionsError(
+            path, f'id {pid!r}: "token_texts" needs "token_logprobs", one value per token', record
+        )
+    if "".join(value) != obj["text"]:
+        raise PredictionsError(path, f'id {pid!r}: "token_texts" do not join to its "text"', record)
+    return list(value)
 
 
 def rle_runs(counts: str) -> list[int]:

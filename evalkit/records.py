@@ -173,6 +173,10 @@ class Prediction:
     # log p of each generated token (natural log, the model's own distribution before any
     # temperature or top-p), when the request's generation asks ``logprobs: true``.
     token_logprobs: list[float] | None = None
+    # The text each generated token adds to ``text``, in order (their concatenation is
+    # ``text``; a stop token adds ""), beside ``token_logprobs``: what lets a scorer take the
+    # probability of one span of the answer (RegionGPT's class name) without a tokenizer.
+    token_texts: list[str] | None = None
     # A ranking request's answer: per choice (request order), the summed log p of its
     # tokens after the prompt, and how many tokens that is (for length normalisation).
     choice_logprobs: list[float] | None = None
@@ -190,6 +194,8 @@ class Prediction:
             out["token_ids"] = self.token_ids
         if self.token_logprobs is not None:
             out["token_logprobs"] = self.token_logprobs
+        if self.token_texts is not None:
+            out["token_texts"] = self.token_texts
         if self.choice_logprobs is not None:
             out["choice_logprobs"] = self.choice_logprobs
             out["choice_tokens"] = self.choice_tokens
@@ -209,6 +215,7 @@ class Prediction:
             token_ids=obj.get("token_ids"),
             meta=obj.get("meta", {}),
             token_logprobs=obj.get("token_logprobs"),
+            token_texts=obj.get("token_texts"),
             choice_logprobs=obj.get("choice_logprobs"),
             choice_tokens=obj.get("choice_tokens"),
             masks=[MaskOutput.from_json(m) for m in obj["masks"]] if obj.get("masks") is not None else None,

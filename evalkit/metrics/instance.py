@@ -33,8 +33,6 @@ from evalkit.metrics.spec import MetricSpec, declare
 declare(
     MetricSpec("ap", "AP", True, "segmentation"),
     MetricSpec("ap50", "AP50", True, "segmentation"),
-    # mean over classes of the per-class AP of region scores (RegionGPT's COCO classification)
-    MetricSpec("map", "mAP", True, "segmentation"),
 )
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1)

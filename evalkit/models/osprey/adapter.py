@@ -238,12 +238,14 @@ class OspreyAdapter(Adapter):
                 choice_logprobs=done.choice_logprobs,
                 choice_tokens=[len(ids) for ids in done.job.choice_ids],
             )
+        asked = done.token_logprobs is not None
         return Prediction(
             done.job.request.id,
             self.tokenizer.decode(done.token_ids),
             prompt=done.job.rendered,
             token_ids=done.token_ids,
             token_logprobs=done.token_logprobs,
+            token_texts=self.tokenizer.token_texts(done.token_ids) if asked else None,
         )
 
     def close(self) -> None:

@@ -144,3 +144,17 @@ class OspreyTokenizer:
             for spaced, joined in CLEAN_UP_REPLACEMENTS:
                 text = text.replace(spaced, joined)
         return text
+
+    def token_texts(self, ids: list[int]) -> list[str] | None:
+        """The text each of ``ids`` adds to ``decode(ids)`` (a special token adds ""), from
+        the decodings of growing prefixes; None where a prefix's text is not a prefix of the
+        next one's (a byte-fallback character split over tokens, a clean-up rewrite)."""
+        pieces: list[str] = []
+        before = ""
+        for k in range(len(ids)):
+            text = self.decode(ids[: k + 1])
+            if not text.startswith(before):
+                return None
+            pieces.append(text[len(before) :])
+            before = text
+        return pieces
