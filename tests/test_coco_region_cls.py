@@ -55,8 +55,9 @@ def write_instances(path: Path) -> dict[str, Any]:
     rle = mask_utils.encode(np.asfortranarray(np.pad(np.ones((40, 40), np.uint8), ((10, 78), (10, 78)))))
     crowd = np.zeros((80, 100), np.uint8)
     crowd[50:80, 0:30] = 1
-    runs, value, count = [], 0, 0
-    for v in crowd.ravel(order="F"):  # uncompressed RLE, column-major as COCO writes it
+    runs: list[int] = []
+    value, count = 0, 0
+    for v in crowd.ravel(order="F").tolist():  # uncompressed RLE, column-major as COCO writes it
         if v != value:
             runs.append(count)
             value, count = v, 0
@@ -263,7 +264,7 @@ def test_answers_without_log_probabilities_score_one_and_are_counted(tmp_path: P
     ]
     assert results["metrics"]["ap"] == pytest.approx(100 * pycocotools_stats(instances, dets)[0], abs=1e-9)
     # Log-probabilities without token texts: the whole answer's probability, counted.
-    rows = [{"id": i, "text": t, "token_logprobs": lp} for i, t, _, lp, _, _ in ANSWERS]
+    rows: list[dict[str, Any]] = [{"id": i, "text": t, "token_logprobs": lp} for i, t, _, lp, _, _ in ANSWERS]
     whole = _score(tmp_path, rows)
     assert whole["counts"]["whole_answer_scores"] == 4
     per = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
