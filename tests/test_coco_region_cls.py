@@ -252,7 +252,7 @@ def test_accuracy_and_ap_from_the_generated_names_probability(tmp_path: Path, in
 
 
 def test_answers_without_log_probabilities_score_one_and_are_counted(tmp_path: Path, instances: Path) -> None:
-    rows = [{"id": i, "text": t} for i, t, *_ in ANSWERS]
+    rows: list[dict[str, Any]] = [{"id": i, "text": t} for i, t, *_ in ANSWERS]
     results = _score(tmp_path, rows)
     assert results["counts"]["constant_scores"] == 4
     assert any("4 of 4 detections scored 1.0" in d for d in results["provenance"]["deviations"])
@@ -264,7 +264,7 @@ def test_answers_without_log_probabilities_score_one_and_are_counted(tmp_path: P
     ]
     assert results["metrics"]["ap"] == pytest.approx(100 * pycocotools_stats(instances, dets)[0], abs=1e-9)
     # Log-probabilities without token texts: the whole answer's probability, counted.
-    rows: list[dict[str, Any]] = [{"id": i, "text": t, "token_logprobs": lp} for i, t, _, lp, _, _ in ANSWERS]
+    rows = [{"id": i, "text": t, "token_logprobs": lp} for i, t, _, lp, _, _ in ANSWERS]
     whole = _score(tmp_path, rows)
     assert whole["counts"]["whole_answer_scores"] == 4
     per = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
