@@ -27,7 +27,11 @@ KNOWN_METRICS = {
     "f1",
     "yes_ratio",
     "relative_score",
-    "map",
+    "acc",
+    "ap_s",
+    "ap_m",
+    "ap_l",
+    "acc@0.5",
 }
 
 
@@ -86,9 +90,33 @@ SPOT = [
     ("osprey", "5", "Osprey-Chat-7B", "ferret_refer_reason", None, "relative_score", 67.8),
     ("osprey", "6", "Osprey-Chat-7B", "pope_adversarial", None, "accuracy", 85.33),
     ("osprey", "A1", "Osprey-7B-RefCOCOg", "refcocog_cap", None, "cider", 108.3),
-    ("regiongpt", "3", "RegionGPT-7B", "coco_cls", None, "accuracy", 80.61),
+    ("regiongpt", "3", "RegionGPT-7B", "coco_region_cls", None, "acc", 80.61),
+    ("regiongpt", "3", "RegionGPT-7B", "coco_region_cls", None, "ap", 70.0),
+    ("regiongpt", "7", "RegionGPT (SigLIP SO400M-384)", "coco_region_cls", None, "ap_s", 57.9),
+    ("regiongpt", "6", "RegionGPT (SigLIP ViT-B-512 no refinement)", "coco_region_cls", None, "ap_l", 65.4),
+    (
+        "regiongpt",
+        "11",
+        "RegionGPT (SigLIP ViT-B-512 all COCO regions multi-turn)",
+        "coco_region_cls",
+        None,
+        "ap",
+        73.8,
+    ),
+    ("regiongpt", "12", "RegionGPT (COCO-only 200 per class)", "coco_region_cls", None, "ap", 60.9),
+    (
+        "regiongpt",
+        "15",
+        "RegionGPT (SigLIP SO400M-384 no refinement box)",
+        "coco_region_cls",
+        None,
+        "ap",
+        60.0,
+    ),
+    ("regiongpt", "16", "RegionGPT-7B (box)", "coco_region_cls", None, "ap", 69.3),
     ("regiongpt", "4", "RegionGPT-7B", "vg_cap", None, "cider", 145.6),
-    ("regiongpt", "5", "RegionGPT-7B", "refcocog_rec", "test", "accuracy", 86.96),
+    ("regiongpt", "5", "RegionGPT-7B", "refcocog_rec_candidates_test", None, "acc@0.5", 86.96),
+    ("regiongpt", "5", "MiniGPT-v2", "refcocog_rec_candidates", None, "acc@0.5", 84.44),
     ("regiongpt", "8", "RegionGPT-7B", "pope_popular", None, "precision", 95.44),
     ("regiongpt", "8", "mPLUG-Owl", "pope_adversarial", None, "yes_ratio", 98.67),
     ("sphinx_v", "3", "SPHINX-V", "lvis_cls", None, "ss", 87.06),
@@ -142,15 +170,14 @@ def _column_holds(lines: list[str], label: str, values: list[float]) -> bool:
     """A transposed table: ``label`` heads column k; ``values`` fill consecutive rows of it."""
     for i, line in enumerate(lines):
         fields = [f.strip() for f in line.split("\t")]
-        if label not in fields:
-            continue
-        k = fields.index(label)
-        below = []
-        for row in lines[i + 1 : i + 20]:
-            cells = row.split("\t")
-            below.append(_numbers(cells)[k] if len(cells) > k else None)
-        if _contains_run(below, values):
-            return True
+        # Every column the label heads (RegionGPT Table 15 prints "w/ box" twice).
+        for k in (j for j, f in enumerate(fields) if f == label):
+            below = []
+            for row in lines[i + 1 : i + 20]:
+                cells = row.split("\t")
+                below.append(_numbers(cells)[k] if len(cells) > k else None)
+            if _contains_run(below, values):
+                return True
     return False
 
 

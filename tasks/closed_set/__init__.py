@@ -1,2 +1,3 @@
-"""closed_set: the board of closed-set classification, regional OCR and REC (its task cards
-arrive with the RegionGPT and SPHINX-V suites)."""
+"""closed_set: closed-set region classification and comprehension over candidates
+(RegionGPT's COCO classification and RefCOCOg REC; SPHINX-V's cards arrive with its suite)
+and the likelihood-ranking protocol."""
