@@ -73,9 +73,17 @@ def evalkit(*args: str) -> None:
         raise SystemExit(f"failed ({code}): evalkit {' '.join(args)}")
 
 
-# The four views the committed board was made with; the board stays byte for byte when a new
+# The views the committed board was made with; the board stays byte for byte when a new
 # shapes task arrives (shapes_choice, likelihood ranking: add it with --task shapes_choice).
-BOARD_TASKS = ("shapes_cap", "shapes_cls", "shapes_ovseg", "shapes_pope")
+# RegionGPT's closed-set views joined it with their issue (15).
+BOARD_TASKS = (
+    "shapes_cap",
+    "shapes_cls",
+    "shapes_ovseg",
+    "shapes_pope",
+    "shapes_region_cls",
+    "shapes_rec_candidates",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,11 +33,14 @@ def test_shapes_board_regenerates_byte_for_byte(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     committed = (REPO / "leaderboards" / "shapes.md").read_bytes()
     assert out.read_bytes() == committed
-    # Two models (osprey-tiny on the four shapes tasks, a replay baseline on one), a
+    # Two models (osprey-tiny on the six shapes tasks, a replay baseline on one), a
     # provenance footnote per run, and the better one in bold.
     text = committed.decode()
-    assert text.count("\n[^") == 5 and "| osprey-tiny [^1] [^2] [^3] [^4] | this run | **" in text
-    assert "| replay-sloppy [^5] | this run | 82.36 | 65.89 |" in text
+    assert (
+        text.count("\n[^") == 7
+        and "| osprey-tiny [^1] [^2] [^3] [^4] [^5] [^6] | —, mask | this run | **" in text
+    )
+    assert "| replay-sloppy [^7] | — | this run | 82.36 | 65.89 |" in text
     # The same command on the same runs, named in another order, gives the same bytes.
     again = tmp_path / "again.md"
     runs = sorted(str(p) for p in (tmp_path / "runs").rglob("results.json"))[::-1]
