@@ -341,3 +341,19 @@ def test_bad_instances_and_predictions_are_one_clear_line(tmp_path: Path, instan
         )
     with pytest.raises(PredictionsError, match='needs "token_logprobs"'):
         parse_prediction(tmp_path / "p.jsonl", {"id": "a", "text": "cat", "token_texts": ["cat"]}, "line 1")
+
+
+def test_osprey_token_texts_join_to_the_decoded_answer() -> None:
+    from tests.osprey_helpers import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    ids = [*tok.tokenizer.encode("red circle.", add_special_tokens=False).ids, tok.eos_id]
+    pieces = tok.token_texts(ids)
+    assert pieces is not None and "".join(pieces) == tok.decode(ids) == "red circle."
+    assert pieces[-1] == "" and len(pieces) == len(ids)
+    name = parse_class_name(tok.decode(ids))
+    lps = [-0.5] * len(ids)
+    # "." is outside the name: only the name's own tokens are summed.
+    n_name = sum(1 for k, p in enumerate(pieces) if p and sum(map(len, pieces[:k])) < name.end)
+    assert span_logprob(pieces, lps, name.start, name.end) == -0.5 * n_name
+    assert n_name < len(ids) - 1
