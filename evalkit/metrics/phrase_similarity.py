@@ -7,7 +7,8 @@ the **mean of ``last_hidden_state[0]`` over every token, [CLS] and [SEP] include
 phrases' similarity is ``sklearn.metrics.pairwise.cosine_similarity`` of their embeddings
 (float32: rows divided by their float32 norms, then a float32 dot product). Here each
 distinct phrase is embedded once, alone (no padding, so nothing changes the mean), instead
-of twice per pair; the cosine is computed with sklearn's float32 operations.
+of twice per pair; each pair's cosine is computed with sklearn's float32 operations, one
+pair at a time as the reference does (bit for bit the same values).
 
 No model hub is reachable: the model is loaded from a local folder only
 (``local_files_only``), never substituted.
@@ -46,7 +47,7 @@ class BertPhraseEncoder:
         try:
             self._tokenizer: Any = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self._model: Any = AutoModel.from_pretrained(
-                str(folder), local_files_only=True, torch_dtype=torch.float32
+                str(folder), local_files_only=True, dtype=torch.float32
             )
         except (OSError, ValueError, KeyError) as exc:
             raise PhraseModelError(
@@ -70,11 +71,13 @@ class BertPhraseEncoder:
 
     def similarities(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """``(len(a), len(b))`` cosine similarities (float64 values of float32 cosines)."""
-        if not a or not b:
-            return np.zeros((len(a), len(b)))
-        return cosine_similarity(
-            np.stack([self.embed(t) for t in a]), np.stack([self.embed(t) for t in b])
-        ).astype(np.float64)
+        out = np.zeros((len(a), len(b)))
+        # One 1x1 cosine per pair, as the reference calls it: a batched matrix product may
+        # round the float32 dot products differently.
+        for i, text_a in enumerate(a):
+            for j, text_b in enumerate(b):
+                out[i, j] = cosine_similarity(self.embed(text_a)[None], self.embed(text_b)[None])[0, 0]
+        return out
 
     def fingerprint(self) -> dict[str, str]:
         """sha256 of the folder's files (config, weights, tokenizer): which model scored."""
