@@ -271,3 +271,26 @@ def ref_rela(samples: list[tuple[np.ndarray, np.ndarray, bool, bool]]) -> dict[s
     else:
         out["T_acc"] = out["N_acc"] = 0
     return out
+
+
+def ref_gcg_ap50(mask_gt: Path, dets: list[dict[str, Any]]) -> float:
+    """GLaMM's AP block on a mask ground-truth file and its {image_id, category_id: 1,
+    segmentation, score: 1.0} predictions, with pycocotools."""
+    import contextlib
+    import io
+    import tempfile
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        pred = Path(tmp) / "mask_pred_tmp_save.json"
+        pred.write_text(json.dumps(dets))
+        coco_gt = COCO(str(mask_gt))
+        coco_dt = coco_gt.loadRes(str(pred))
+        ev = COCOeval(coco_gt, coco_dt, "segm")
+        ev.params.catIds = [1]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[1])
