@@ -133,8 +133,9 @@ class MaskOutput:
 
     ``rle`` is COCO RLE at the image's size (``{"size": [h, w], "counts": str}``);
     ``span`` the ``[start, end)`` character offsets of the phrase in the prediction's text,
-    ``phrase`` its words. Without either, the i-th mask grounds the text's i-th
-    ``<p>…</p> [SEG]`` (:func:`evalkit.outputs.seg_phrases`).
+    ``phrase`` its words. Without either, the i-th mask grounds the text's i-th ``[SEG]``:
+    a ``<p>…</p> [SEG]`` phrase (:func:`evalkit.outputs.seg_phrases`), or a bare ``[SEG]``
+    as in GLaMM's referring-segmentation answer ``It is [SEG].``.
     """
 
     rle: dict[str, Any]
