@@ -18,8 +18,8 @@ from evalkit.cli import main
 from evalkit.task import get_task
 from tests.grounding_helpers import box, decode, ref_glamm_ciou_giou, ref_rela, rle, write_refer
 
-IMG1 = {"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "height": 20, "width": 24}
-IMG2 = {"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "height": 16, "width": 16}
+IMG1: dict[str, Any] = {"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "height": 20, "width": 24}
+IMG2: dict[str, Any] = {"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "height": 16, "width": 16}
 
 
 def _square(x: int, y: int, s: int) -> list[float]:
