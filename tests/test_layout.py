@@ -26,7 +26,8 @@ from evalkit.task import get_task, task_names
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((Path(__file__).parent / "layout_before_move.json").read_text())
-FAMILIES = ["caption", "closed_set", "gcg", "judged", "mdvp", "ovseg", "pope", "referring_cls", "refseg", "shapes"]
+FAMILIES = ["caption", "closed_set", "judged", "mdvp", "ovseg", "pope", "referring_cls", "shapes"]
+FAMILIES = sorted([*FAMILIES, "gcg", "refseg"])  # the mask-output families (issue 16)
 # Families that hold only a board so far: their cards arrive with the RegionGPT / SPHINX-V suites.
 BOARD_ONLY = {"closed_set": {"coco_cls", "lvis_choice", "cocotext_ocr", "refcocog_rec"}}
 
