@@ -36,6 +36,10 @@ def print_metrics(results: Results) -> None:
     if results.n_failed:
         table.add_row("failed", str(results.n_failed))
     Console().print(table)
+    # Metrics a task could not compute (e.g. mask recall without its phrase model): one line
+    # each, saying what to pass.
+    for line in (results.model_extra or {}).get("not_computed", {}).values():
+        _console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------- commands

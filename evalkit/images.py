@@ -38,10 +38,12 @@ def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
 
 
 def request_image_size(request: Request) -> tuple[int, int] | None:
-    """(height, width) of a request's image: its regions', else the image header's; None when
-    neither is known (no regions, no readable image)."""
+    """(height, width) of a request's image: its regions', else the size its data gives
+    (``Request.image_size``), else the image header's; None when none is known."""
     if request.regions:
         return request.regions[0].height, request.regions[0].width
+    if request.image_size is not None:
+        return request.image_size
     if request.image_path is None or not Path(request.image_path).is_file():
         return None
     try:

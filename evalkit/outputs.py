@@ -24,6 +24,7 @@ from evalkit.records import MaskOutput, Prediction
 # GLaMM's grounded answer: a phrase in <p>...</p> followed by the [SEG] token its mask fills
 # (GLaMM e74865f, eval/gcg/infer.py reads the phrases with this pattern).
 SEG_PHRASE = re.compile(r"<p>\s*(.*?)\s*</p>\s*\[SEG\]")
+SEG_TOKEN = "[SEG]"
 
 
 def _numbers(path: Path, obj: dict[str, Any], key: str, record: str, kind: type) -> list[Any] | None:
@@ -187,11 +188,13 @@ def check_masks(
 ) -> None:
     """The masks fit the image (``height`` x ``width``, when known) and each grounds a phrase
     that is in the text: its ``span`` inside the text (and equal to its ``phrase``), its
-    ``phrase`` found, or — with neither — a ``<p>…</p> [SEG]`` of its own."""
+    ``phrase`` found, or — with neither — a ``[SEG]`` of its own (the k-th mask the k-th
+    ``[SEG]``, after a ``<p>…</p>`` phrase or bare as in ``It is [SEG].``)."""
     if not prediction.masks:
         return
     pid, text = prediction.request_id, prediction.text
     segs = seg_phrases(text)
+    n_seg = text.count(SEG_TOKEN)
     for k, m in enumerate(prediction.masks):
         where = f"id {pid!r} mask {k}"
         if height is not None and width is not None and list(m.rle["size"]) != [height, width]:
@@ -215,9 +218,12 @@ def check_masks(
         elif m.phrase is not None:
             if m.phrase not in text:
                 raise PredictionsError(path, f"{where}: phrase {m.phrase!r} is not in the text", record)
-        elif k >= len(segs):
+        elif k >= n_seg:
+            # The k-th mask is the k-th [SEG], phrased (<p>...</p> [SEG]) or bare: GLaMM's
+            # referring-segmentation answers are "It is [SEG]." (dataset/utils/utils.py).
             raise PredictionsError(
                 path,
-                f"{where}: grounds no phrase (the text has {len(segs)} <p>...</p> [SEG] span(s))",
+                f"{where}: grounds no phrase (the text has {len(segs)} <p>...</p> [SEG] span(s)) "
+                f"and no [SEG] of its own (the text has {n_seg})",
                 record,
             )

@@ -90,6 +90,10 @@ class Request:
     # What the task did to the data's regions before this request (a card's region_kind):
     # a record, not an input — the converted regions are in ``regions`` (and the payload).
     conversions: tuple[Conversion, ...] = ()
+    # (height, width) of the image when the data says it and no region carries it (a
+    # whole-image question answered with masks): answers' masks are checked against it
+    # without opening the image. Not part of the payload: it changes no model answer.
+    image_size: tuple[int, int] | None = None
 
     def needs(self) -> frozenset[Capability]:
         """What the adapter must serve to answer this request."""
@@ -129,8 +133,9 @@ class MaskOutput:
 
     ``rle`` is COCO RLE at the image's size (``{"size": [h, w], "counts": str}``);
     ``span`` the ``[start, end)`` character offsets of the phrase in the prediction's text,
-    ``phrase`` its words. Without either, the i-th mask grounds the text's i-th
-    ``<p>…</p> [SEG]`` (:func:`evalkit.outputs.seg_phrases`).
+    ``phrase`` its words. Without either, the i-th mask grounds the text's i-th ``[SEG]``:
+    a ``<p>…</p> [SEG]`` phrase (:func:`evalkit.outputs.seg_phrases`), or a bare ``[SEG]``
+    as in GLaMM's referring-segmentation answer ``It is [SEG].``.
     """
 
     rle: dict[str, Any]

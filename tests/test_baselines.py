@@ -32,6 +32,10 @@ KNOWN_METRICS = {
     "ap_m",
     "ap_l",
     "acc@0.5",
+    "map",
+    "ap50",
+    "mask_recall",
+    "ciou",
 }
 
 
@@ -123,6 +127,11 @@ SPOT = [
     ("sphinx_v", "4", "SPHINX-V", "cocotext_ocr", None, "accuracy", 45.44),
     ("sphinx_v", "8", "SPHINX-V", "mdvp_point", None, "relative_score/screenshot", 54.05),
     ("sphinx_v", "10", "SPHINX-V", "vg_cap", None, "meteor", 24.3),
+    ("mglmm", "3", "MGLMM", "gcg_grandf_val", None, "mask_recall", 45.2),
+    ("mglmm", "3", "GLaMM", "gcg_grandf_test", None, "ap50", 29.2),
+    ("mglmm", "1", "MGLMM (MGSCData fine-tuned)", "mgsc_subtree", None, "cider", 10.0),
+    ("mglmm", "2", "MGLMM-7B (+USCDF +GranD)", "refseg_refcocog_test", None, "ciou", 77.5),
+    ("mglmm", "2", "MGLMM-7B (no USCDF, no GranD)", "grefcoco_testA", None, "ciou", 57.7),
 ]
 
 

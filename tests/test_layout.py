@@ -27,6 +27,7 @@ from evalkit.task import get_task, task_names
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((Path(__file__).parent / "layout_before_move.json").read_text())
 FAMILIES = ["caption", "closed_set", "judged", "mdvp", "ovseg", "pope", "referring_cls", "shapes"]
+FAMILIES = sorted([*FAMILIES, "gcg", "refseg"])  # the mask-output families (issue 16)
 # Board columns whose tasks have no card yet: they arrive with the SPHINX-V suite.
 BOARD_ONLY = {"closed_set": {"lvis_choice", "cocotext_ocr"}}
 
@@ -58,7 +59,8 @@ def test_each_family_declares_its_board_whose_columns_are_tasks_it_defines():
     catalog = CardCatalog()
     boards = {b.name: b for b in builtin_boards()}
     assert [b.name for b in builtin_boards()] == [
-        "referring_cls", "ovseg", "captioning", "pope", "judged", "mdvp", "closed_set", "shapes"
+        "referring_cls", "ovseg", "captioning", "pope", "judged", "mdvp", "closed_set", "gcg", "refseg",
+        "shapes",
     ]  # fmt: skip
     for family in FAMILIES:
         board = parse_board((REPO / "tasks" / family / "board.yaml").read_text(), family)

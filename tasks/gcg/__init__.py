@@ -1,0 +1,1 @@
+"""gcg benchmark family: grounded captioning with masks (GranD-f GCG, MGLMM's MGSC)."""

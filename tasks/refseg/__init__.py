@@ -1,0 +1,1 @@
+"""refseg benchmark family: referring expression segmentation (RefCOCO/+/g) and gRefCOCO."""
