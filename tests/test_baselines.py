@@ -92,7 +92,7 @@ SPOT = [
     ("regiongpt", "8", "RegionGPT-7B", "pope_popular", None, "precision", 95.44),
     ("regiongpt", "8", "mPLUG-Owl", "pope_adversarial", None, "yes_ratio", 98.67),
     ("sphinx_v", "3", "SPHINX-V", "lvis_cls", None, "ss", 87.06),
-    ("sphinx_v", "4", "SPHINX-V", "cocotext_ocr", None, "accuracy", 45.44),
+    ("sphinx_v", "4", "SPHINX-V", "cocotext_regional_ocr", None, "accuracy", 45.44),
     ("sphinx_v", "8", "SPHINX-V", "mdvp_point", None, "relative_score/screenshot", 54.05),
     ("sphinx_v", "10", "SPHINX-V", "vg_cap", None, "meteor", 24.3),
 ]

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((Path(__file__).parent / "layout_before_move.json").read_text())
 FAMILIES = ["caption", "closed_set", "judged", "mdvp", "ovseg", "pope", "referring_cls", "shapes", "sphinx_v"]
 # Families that hold only a board so far: their cards arrive with the RegionGPT / SPHINX-V suites.
-BOARD_ONLY = {"closed_set": {"coco_cls", "lvis_choice", "cocotext_ocr", "refcocog_rec"}}
+BOARD_ONLY = {"closed_set": {"coco_cls", "lvis_binary_choice", "cocotext_regional_ocr", "refcocog_rec"}}
 
 
 def test_tasks_folder_holds_one_folder_per_family_with_its_cards_readers_and_protocol():
