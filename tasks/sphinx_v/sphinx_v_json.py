@@ -99,7 +99,7 @@ def read_sphinx_v(data: Mapping[str, Path | None], options: Mapping[str, Any]) -
     seen: set[str] = set()
     for k, rec in enumerate(raw):
         with errors.guard():
-            sample = _sample(path, k, rec, kind, expected, images, sized, rebuilt)
+            sample = record_sample(path, k, rec, kind, expected, images, sized, rebuilt)
             if sample.id in seen:
                 raise DataError(path, f"question_id appears twice ({sample.id})", f"#{k}")
             seen.add(sample.id)
@@ -112,7 +112,7 @@ def read_sphinx_v(data: Mapping[str, Path | None], options: Mapping[str, Any]) -
     return ReadResult(samples, files, notes, errors.skipped)
 
 
-def _sample(
+def record_sample(
     path: Path,
     k: int,
     rec: Any,
@@ -122,6 +122,7 @@ def _sample(
     sized: Path | None,
     rebuilt: bool,
 ) -> Sample:
+    """Record ``k`` of a SPHINX-V file as a sample (regions when the image size is known)."""
     where = f"#{k}"
     if not isinstance(rec, dict):
         raise DataError(path, "a record must be an object", where)
