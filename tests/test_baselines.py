@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "leaderboards" / "baselines.yaml"
 KNOWN_METRICS = {
     *(f"relative_score/{domain}" for domain in ("natural", "ocr", "multipanel", "screenshot")),
+    *(f"relative_score/{category}" for category in ("conv", "detail", "complex")),  # LLaVA-Bench
     "ss",
     "s_iou",
     "pq",
