@@ -29,6 +29,9 @@ KNOWN_METRICS = {
     "yes_ratio",
     "relative_score",
     "map",
+    "q2a",  # VCR
+    "qa2r",
+    "q2ar",
 }
 
 

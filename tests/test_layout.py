@@ -26,7 +26,18 @@ from evalkit.task import get_task, task_names
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((Path(__file__).parent / "layout_before_move.json").read_text())
-FAMILIES = ["caption", "closed_set", "judged", "mdvp", "ovseg", "pope", "referring_cls", "shapes", "sphinx_v"]
+FAMILIES = [
+    "caption",
+    "closed_set",
+    "judged",
+    "mdvp",
+    "ovseg",
+    "pope",
+    "referring_cls",
+    "shapes",
+    "sphinx_v",
+    "vcr",
+]
 # Families that hold only a board so far: their cards arrive with the RegionGPT / SPHINX-V suites.
 BOARD_ONLY = {"closed_set": {"coco_cls", "lvis_binary_choice", "cocotext_regional_ocr", "refcocog_rec"}}
 
@@ -58,7 +69,7 @@ def test_each_family_declares_its_board_whose_columns_are_tasks_it_defines():
     catalog = CardCatalog()
     boards = {b.name: b for b in builtin_boards()}
     assert [b.name for b in builtin_boards()] == [
-        "referring_cls", "sphinx_v", "ovseg", "captioning", "pope", "judged", "mdvp", "closed_set", "shapes"
+        "referring_cls", "sphinx_v", "ovseg", "captioning", "pope", "judged", "mdvp", "vcr", "closed_set", "shapes"
     ]  # fmt: skip
     for family in FAMILIES:
         board = parse_board((REPO / "tasks" / family / "board.yaml").read_text(), family)
@@ -254,7 +265,7 @@ def test_a_built_wheel_ships_every_family(tmp_path):
         "assert evalkit.tasks.__file__.startswith(sys.argv[1]), evalkit.tasks.__file__;"
         "[get_task(n) for n in task_names() if n not in ('pope', 'ferret_bench', 'ferret_bench_mask', 'mdvp')];"
         "from evalkit.report.boards import builtin_boards;"
-        "assert len(builtin_boards()) == 9, builtin_boards();"
+        "assert len(builtin_boards()) == 10, builtin_boards();"
         "print(' '.join(task_names()))"
     )
     proc = subprocess.run(
