@@ -45,8 +45,9 @@ class BinaryChoiceArgs(ProtocolArgs):
     region: Literal["point", "box", "freeform"] = "box"
     scoring: Literal["ferret", "strict"] = "ferret"
     # What the card's prompt follows, for the record: SPHINX-V's wording is known from the
-    # paper's text only; Ferret's is model_lvis.py's question_prompt.
-    prompt_style: Literal["sphinx_v", "ferret"] = "sphinx_v"
+    # paper's text only; Ferret's is model_lvis.py's question_prompt; evalkit: a benchmark of
+    # evalkit's own (shapes) with its own wording.
+    prompt_style: Literal["sphinx_v", "ferret", "evalkit"] = "sphinx_v"
 
 
 def offered(info: FerretChoice) -> tuple[str, str]:

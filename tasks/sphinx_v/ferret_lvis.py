@@ -84,13 +84,21 @@ def read_ferret_lvis(data: Mapping[str, Path | None], options: Mapping[str, Any]
         notes.append(f"{path.name}: " + build_note(len(built), n_eligible, n_objects, seed, free_seed))
     else:
         rows = [(f"line {n}", obj) for n, obj in load_jsonl(path)]
+    samples = read_ferret_records(path, rows, images, rebuilt, errors)
+    if not rebuilt:
+        notes.append(f"{path.name}: Ferret LVIS binary choice, {len(samples)} objects")
+    return ReadResult(samples, [path], notes, errors.skipped)
+
+
+def read_ferret_records(
+    path: Path, rows: list[tuple[str, Any]], images: Path | None, rebuilt: bool, errors: RecordErrors
+) -> list[Sample]:
+    """Ferret-schema records (``(where, record)`` in file order) as samples."""
     samples: list[Sample] = []
     for index, (where, rec) in enumerate(rows):
         with errors.guard():
             samples.append(_sample(path, index, where, rec, images, rebuilt))
-    if not rebuilt:
-        notes.append(f"{path.name}: Ferret LVIS binary choice, {len(samples)} objects")
-    return ReadResult(samples, [path], notes, errors.skipped)
+    return samples
 
 
 def _sample(path: Path, index: int, where: str, rec: Any, images: Path | None, rebuilt: bool) -> Sample:
