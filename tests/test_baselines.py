@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "leaderboards" / "baselines.yaml"
 KNOWN_METRICS = {
     *(f"relative_score/{domain}" for domain in ("natural", "ocr", "multipanel", "screenshot")),
+    *(f"relative_score/{category}" for category in ("conv", "detail", "complex")),  # LLaVA-Bench
     "ss",
     "s_iou",
     "pq",
@@ -36,6 +37,9 @@ KNOWN_METRICS = {
     "ap50",
     "mask_recall",
     "ciou",
+    "q2a",  # VCR
+    "qa2r",
+    "q2ar",
 }
 
 
@@ -124,7 +128,7 @@ SPOT = [
     ("regiongpt", "8", "RegionGPT-7B", "pope_popular", None, "precision", 95.44),
     ("regiongpt", "8", "mPLUG-Owl", "pope_adversarial", None, "yes_ratio", 98.67),
     ("sphinx_v", "3", "SPHINX-V", "lvis_cls", None, "ss", 87.06),
-    ("sphinx_v", "4", "SPHINX-V", "cocotext_ocr", None, "accuracy", 45.44),
+    ("sphinx_v", "4", "SPHINX-V", "cocotext_regional_ocr", None, "accuracy", 45.44),
     ("sphinx_v", "8", "SPHINX-V", "mdvp_point", None, "relative_score/screenshot", 54.05),
     ("sphinx_v", "10", "SPHINX-V", "vg_cap", None, "meteor", 24.3),
     ("mglmm", "3", "MGLMM", "gcg_grandf_val", None, "mask_recall", 45.2),

@@ -372,8 +372,9 @@ def finish(run: RunInputs, outcome: GenerationOutcome, scoring: ScoringContext |
         counts=counts,
         skipped=loaded.skipped,
         provenance=provenance,
-        **shown_record(run, outcome),
-        **scored.extra,
+        # A protocol may say which region kind it showed (extra "input"); regions the engine
+        # converted (shown_record) say it instead.
+        **{**scored.extra, **shown_record(run, outcome)},
     )
     results.write(run.output)
     return results

@@ -18,6 +18,10 @@ from evalkit.metrics.spec import MetricSpec, declare
 declare(
     MetricSpec("ss", "SS", True, "semantic"),  # mean cosine of answer and label embeddings
     MetricSpec("s_iou", "S-IoU", True, "semantic"),  # mean word-set IoU of answer and label
+    # How much of a multi-region answer was scored (SPHINX-V's ROC pairs lines by position and
+    # skips regions without a predicted line): counts, neither direction is better.
+    MetricSpec("n_scored", "Regions scored", None, "other", scale=1.0),
+    MetricSpec("n_gt_regions", "GT regions", None, "other", scale=1.0),
 )
 
 Encoder = Callable[[Sequence[str]], np.ndarray]

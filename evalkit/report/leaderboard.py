@@ -20,6 +20,7 @@ from evalkit.report.boards import Board, Column, builtin_boards
 from evalkit.report.runs import Run
 
 NO_INPUT = "—"
+_INPUT_ALIASES = {"points": "point"}  # region kinds as runs record them -> the baselines' names
 
 
 @dataclass
@@ -84,10 +85,16 @@ def _run_rows(board: Board, runs: Sequence[Run]) -> list[Row]:
         label = run_label(run)
         inp: str | None = None  # run_input(run), read once, when the run fills a cell
         for k, col in enumerate(board.columns):
-            if col.task != run.results.task or col.split is not None or col.input is not None:
+            if col.task != run.results.task or col.split is not None:
                 continue
             if col.metric not in run.results.metrics:
                 continue
+            if col.input is not None:
+                # a column of one region kind (LVIS choice by point / box / free-form) takes
+                # the runs that showed that kind
+                inp = run_input(run) if inp is None else inp
+                if _INPUT_ALIASES.get(inp, inp) != col.input:
+                    continue
             row = rows.setdefault(label, Row(label, "run"))
             if (label, k) in owner and owner[(label, k)] is not run:
                 raise ConfigError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from evalkit.answers import clean_decoded, colon_rule
 from evalkit.judge.client import ChatCall, ChatClient, ChatOutcome
@@ -59,6 +59,8 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
     """Shared flow; subclasses say what the judge sees and how samples group."""
 
     default_judge = "gpt-4"
+    # The released review script sends '[Context]\' (Osprey, Ferret, MDVP); LLaVA's does not.
+    context_quirk_released: ClassVar[bool] = True
 
     @property
     def paper_judge(self) -> str:
@@ -231,7 +233,7 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
                 "that is not two scores) are left out of the means and counted in "
                 "judge_failures; the released summariser averages them in as -1"
             )
-        if not self.args.context_quirk:
+        if not self.args.context_quirk and self.context_quirk_released:
             out.append(
                 "the judge's context opens with '[Context]\\n'; the released script sends "
                 "'[Context]\\' with no newline"
