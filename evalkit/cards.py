@@ -60,6 +60,7 @@ class DataFacts(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     url: str = ""  # the official download page (shown, never fetched)
+    note: str = ""  # what to know before downloading (e.g. which image folders it needs)
     count: str | None = None  # one of RECORD_COUNTS, or files:<glob>
     records: int | None = None  # the expected count, whatever the revision
     revisions: list[KnownRevision] = []

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
 from evalkit.cards import DataKey, LoadedCard
-from evalkit.data.facts import card_data
+from evalkit.data.facts import card_data, known_elsewhere
 from evalkit.errors import EvalkitError
 from evalkit.hashing import sha256_path
 from evalkit.records import Sample
@@ -44,8 +44,9 @@ class KeyCheck(BaseModel):
     records: int | None = None
     expected_records: int | None = None
     url: str = ""
+    hint: str = ""  # what to know before downloading it (the family's data.yaml)
     description: str = ""
-    note: str = ""
+    note: str = ""  # what the check saw
 
 
 class TaskCheck(BaseModel):
@@ -92,7 +93,7 @@ def _kind(raw: object) -> str:
     return {"dict": "object", "list": "list"}.get(type(raw).__name__, type(raw).__name__)
 
 
-def _check_key(name: str, spec: DataKey, path: Path | None, overridden: bool) -> KeyCheck:
+def _check_key(name: str, spec: DataKey, path: Path | None, overridden: bool, family: str | None) -> KeyCheck:
     required = bool({"run", "score"} & set(spec.needed_for))
     source: Literal["default", "--data", "none"] = "--data" if overridden else "default"
     check = KeyCheck(
@@ -102,6 +103,7 @@ def _check_key(name: str, spec: DataKey, path: Path | None, overridden: bool) ->
         required=required,
         found=path is not None and path.exists(),
         url=spec.url,
+        hint=spec.note,
         description=spec.description,
         expected_records=spec.records,
     )
@@ -122,6 +124,10 @@ def _check_key(name: str, spec: DataKey, path: Path | None, overridden: bool) ->
                 check.expected_records = match.records
     elif spec.revisions:
         check.known_revision = False
+    if check.known_revision is False and check.sha256 is not None:
+        elsewhere = known_elsewhere(family, check.sha256)
+        if elsewhere is not None:
+            check.note = f"these bytes are {elsewhere}"
     if spec.count is not None:
         check.records, why = count_records(path, spec.count)
         if check.records is None:
@@ -165,7 +171,10 @@ def check_task(loaded: LoadedCard, overrides: Mapping[str, str], n_images: int =
     task = Task(loaded)
     data = task.resolve_data(overrides, command="check")  # no key is needed for "check"
     facts = card_data(loaded)
-    keys = [_check_key(name, facts.keys[name], data[name], name in overrides) for name in task.card.data]
+    keys = [
+        _check_key(name, facts.keys[name], data[name], name in overrides, loaded.family)
+        for name in task.card.data
+    ]
     result = TaskCheck(
         task=task.name, card=loaded.source, can_run=False, keys=keys, expected_samples=facts.samples
     )
@@ -174,7 +183,8 @@ def check_task(loaded: LoadedCard, overrides: Mapping[str, str], n_images: int =
             where = k.path or "(no default path)"
             result.problems.append(f"{k.key}: not found at {where}")
         if k.known_revision is False:
-            result.warnings.append(f"{k.key}: sha256 {k.sha256} is none of the known revisions")
+            elsewhere = f"; {k.note}" if k.note.startswith("these bytes") else ""
+            result.warnings.append(f"{k.key}: sha256 {k.sha256} is none of the known revisions{elsewhere}")
         if k.records is not None and k.expected_records is not None and k.records != k.expected_records:
             result.warnings.append(f"{k.key}: {k.records:,} records, expected {k.expected_records:,}")
     if result.problems:

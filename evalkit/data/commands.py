@@ -104,8 +104,10 @@ def _render_check(check: Any, console: Console) -> None:
             line = f"missing {k.key}: {where} ({'--data' if k.source == '--data' else 'default'})"
             say(line + (f"; download: {k.url}" if k.url else ""), "red")
             if k.description:
-                say(f"  {k.key} is {k.description}", "dim")
-        elif k.note:
+                say(f"  {k.key}: {k.description}", "dim")
+            if k.hint:
+                say(f"  {k.hint}", "dim")
+        elif k.note and not k.note.startswith("these bytes"):  # said among the warnings
             say(f"{k.key}: {k.note}", "dim")
     if check.samples is not None:
         say(f"reader: {check.samples:,} samples" + "".join(f"; {n}" for n in check.reader_notes))

@@ -85,3 +85,16 @@ def card_data(loaded: LoadedCard) -> CardData:
         own = key.model_dump(exclude_unset=True)  # what the card itself wrote
         keys[name] = DataKey.model_validate({**known.model_dump(exclude_unset=True), **own})
     return CardData(keys, facts.samples)
+
+
+def known_elsewhere(family: str | None, sha256: str) -> str | None:
+    """Which other task's data key of the family knows these bytes (a file given to the wrong
+    task, e.g. POPE adversarial questions to pope_random), as ``name (task: key)``."""
+    if family is None:
+        return None
+    for task, facts in family_facts(family).tasks.items():
+        for key, known in facts.data.items():
+            for revision in known.revisions:
+                if revision.sha256 == sha256:
+                    return f"{revision.name} (known to {task}: {key})"
+    return None
