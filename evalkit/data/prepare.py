@@ -271,13 +271,13 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
-def write_png(path: Path, array: Any) -> None:
-    """``Image.fromarray(array).save(path)`` — the reference scripts' call, so the same bytes
-    (PNG defaults of the installed Pillow) — written all or nothing."""
+def write_png(path: Path, image: Any) -> None:
+    """``Image.fromarray(array).save(path)`` (or ``image.save(path)``) — the reference scripts'
+    call, so the same bytes for the installed Pillow — written all or nothing."""
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
