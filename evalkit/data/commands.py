@@ -149,7 +149,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if not args.src.exists():
         raise ConfigError(f"SRC {args.src}: not found ({preparer.source})")
     args.dest.mkdir(parents=True, exist_ok=True)
-    result = preparer.prepare(args.src, args.dest, options, console)
+    try:
+        result = preparer.prepare(args.src, args.dest, options, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: what was converted is kept; rerun the same command to resume")
+        return 130
     print_result(result, console)
     return 0
 
