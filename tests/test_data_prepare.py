@@ -256,6 +256,13 @@ def test_ade20k_bad_sources_are_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert "untar annotations_instance.tar" in capsys.readouterr().err
     assert main(["data", "prepare", "ade20k", str(src), str(tmp_path / "o3"), "--coco", str(tmp_path)]) == 2
     assert "ade20k takes no --coco" in capsys.readouterr().err
+    (src / "annotations" / "validation" / "ADE_val_00000001.png").write_bytes(b"not a png")
+    assert (
+        main(["data", "prepare", "ade20k", str(src), str(tmp_path / "o4"), "--jobs", "1", "--no-progress"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ADE_val_00000001.jpg: cannot identify image file" in err[0]
 
 
 def test_a_fully_covered_stuff_segment_is_kept_without_pixels_and_check_says_so(

@@ -161,6 +161,8 @@ def convert_image(job: AdeJob, file_name: str) -> str | None:
         _convert_image(job, file_name)
     except EvalkitError as exc:
         return str(exc)
+    except OSError as exc:  # an unreadable image or PNG (Pillow names the file)
+        return f"{file_name}: {exc}"
     return None
 
 

@@ -94,6 +94,8 @@ def convert_image(job: CityJob, item: str) -> str | None:
         _convert_image(job, item)
     except EvalkitError as exc:
         return str(exc)
+    except OSError as exc:  # an unreadable image or PNG (Pillow names the file)
+        return f"{item}: {exc}"
     return None
 
 
