@@ -31,15 +31,49 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalkit.errors import ConfigError
 
 BUILTIN_PACKAGE = "evalkit.tasks"
 
 
-class DataKey(BaseModel):
+class KnownRevision(BaseModel):
+    """A public release of a data file, recognised by its bytes (``evalkit data check``)."""
+
     model_config = ConfigDict(extra="forbid")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    name: str  # where it comes from, e.g. "RUCAIBox/POPE output/coco at 2023-10-09"
+    records: int | None = None  # what this revision holds, counted as the key's ``count`` says
+
+
+# How `evalkit data check` counts a data key's records: JSON lines, a JSON list's items, a
+# JSON object's keys, a COCO-style object's images / annotations, or a folder's files
+# matching a glob (``files:*.jpg``, ``files:*/*_gtFine_labelTrainIds.png``).
+RECORD_COUNTS = ("lines", "list", "keys", "images", "annotations")
+
+
+class DataFacts(BaseModel):
+    """What `evalkit data check` knows about a data key. Built-in cards keep these in their
+    family's ``data.yaml`` (so that their card hashes stay as they are); a card of one's own
+    may set them inline on its data keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = ""  # the official download page (shown, never fetched)
+    note: str = ""  # what to know before downloading (e.g. which image folders it needs)
+    count: str | None = None  # one of RECORD_COUNTS, or files:<glob>
+    records: int | None = None  # the expected count, whatever the revision
+    revisions: list[KnownRevision] = []
+
+    @field_validator("count")
+    @classmethod
+    def _known_count(cls, value: str | None) -> str | None:
+        if value is not None and value not in RECORD_COUNTS and not value.startswith("files:"):
+            raise ValueError(f"count must be one of {', '.join(RECORD_COUNTS)} or files:<glob>")
+        return value
+
+
+class DataKey(DataFacts):
     default: str | None = None
     description: str = ""
     needed_for: list[str] = ["run", "score"]  # commands that cannot work without it
@@ -109,8 +143,11 @@ class LoadedCard:
     family: str | None
 
 
-# A family's board (evalkit/report/boards.py reads it), not a card.
+# A family's board (evalkit/report/boards.py reads it) and what it knows about its data files
+# (evalkit/data/facts.py reads it): neither is a card.
 BOARD_FILE = "board.yaml"
+DATA_FILE = "data.yaml"
+NOT_CARDS = (BOARD_FILE, DATA_FILE)
 
 
 def _builtin_files() -> Iterator[CardFile]:
@@ -119,7 +156,11 @@ def _builtin_files() -> Iterator[CardFile]:
         if not family.is_dir() or family.name.startswith(("_", ".")):
             continue
         for entry in sorted(family.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".yaml") and not entry.name.startswith("_") and entry.name != BOARD_FILE:
+            if (
+                entry.name.endswith(".yaml")
+                and not entry.name.startswith("_")
+                and entry.name not in NOT_CARDS
+            ):
                 yield CardFile(
                     entry.name[:-5],
                     f"tasks/{family.name}/{entry.name}",
@@ -131,7 +172,7 @@ def _builtin_files() -> Iterator[CardFile]:
 
 def _folder_files(folder: Path) -> Iterator[CardFile]:
     for path in sorted(folder.glob("*.yaml")):
-        if not path.name.startswith("_") and path.name != BOARD_FILE:
+        if not path.name.startswith("_") and path.name not in NOT_CARDS:
             yield CardFile(path.stem, str(path), path.read_text("utf-8"), folder)
 
 

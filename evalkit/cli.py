@@ -1,4 +1,4 @@
-"""``evalkit`` command line: tasks, models, samples, run, score (and the report commands)."""
+"""``evalkit`` command line: tasks, models, samples, run, score (and the report and data commands)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from evalkit.cards import CardCatalog
 from evalkit.cli_args import add_judge_args, add_task_args, kv_list, parse_gen, region_shown, scoring_context
+from evalkit.data import commands as data_commands
 from evalkit.errors import EvalkitError
 from evalkit.report import commands as report_commands
 from evalkit.results import Results
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_score)
 
     report_commands.register(sub)
+    data_commands.register(sub)
     return parser
 
 

@@ -24,9 +24,13 @@ LAYERS: list[set[str]] = [
         "evalkit.outputs",
     },
     {"evalkit.protocol", "evalkit.shown_regions", "evalkit.multi_region"},
-    {"evalkit.task", "evalkit.models", "evalkit.tasks"},
+    {"evalkit.task", "evalkit.models", "evalkit.tasks", "evalkit.data"},
     {"evalkit.engine"},
-    {"evalkit.report", "evalkit.cli_args"},  # cli_args: the options cli and report share
+    {
+        "evalkit.report",
+        "evalkit.cli_args",
+        "evalkit.data.commands",
+    },  # cli_args: what cli and the command groups share
     {"evalkit.cli", "evalkit.__main__"},
 ]
 # The tiny model's training script builds its data with the shapes generator: a tool, run by

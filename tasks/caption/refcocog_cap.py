@@ -144,24 +144,42 @@ def read_caption_dict(path: Path, raw: dict[str, Any]) -> list[Sample]:
     return samples
 
 
-class _PlainDataUnpickler(pickle.Unpickler):
-    """refs(*).p holds only dicts, lists, strings and numbers; refuse anything else."""
+class UnsafePickle(pickle.UnpicklingError):
+    """The pickle asks for a Python object by name: loading it could run code."""
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """The refer toolkit's refs(*).p hold only lists, dicts, strings and numbers, which a
+    pickle builds with its own opcodes. Anything it would look up by name (a class, a
+    function: what a ``__reduce__`` payload calls) is refused before it is imported, so a
+    tampered file runs nothing. Persistent ids are refused too (the base class does)."""
 
     def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not plain data")
+        raise UnsafePickle(f"{module}.{name}")
+
+
+def _unpickle(path: Path, blob: bytes) -> Any:
+    try:
+        try:
+            return PlainDataUnpickler(io.BytesIO(blob)).load()
+        except UnicodeDecodeError:  # a Python 2 pickle with non-ASCII byte strings
+            return PlainDataUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    except UnsafePickle as exc:
+        raise DataError(
+            path,
+            f"refused, not plain data: this pickle would import {exc} and call it (refer-toolkit "
+            "refs hold only lists, dicts, strings and numbers); nothing was run",
+        ) from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise DataError(path, f"not a refer-toolkit refs pickle: {exc}") from exc
 
 
 def load_refs(path: Path) -> list[dict[str, Any]]:
+    """refs(*).p, or the same list as JSON (``evalkit data prepare refcocog`` writes it)."""
     if not path.is_file():
         raise DataError(path, "file not found")
     blob = path.read_bytes()
-    try:
-        try:
-            refs = _PlainDataUnpickler(io.BytesIO(blob)).load()
-        except UnicodeDecodeError:  # a Python 2 pickle with non-ASCII byte strings
-            refs = _PlainDataUnpickler(io.BytesIO(blob), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise DataError(path, f"not a refer-toolkit refs pickle: {exc}") from exc
+    refs = load_json(path) if blob.lstrip()[:1] == b"[" else _unpickle(path, blob)
     if not isinstance(refs, list):
         raise DataError(path, f"expected a list of refs, found {type(refs).__name__}")
     return refs

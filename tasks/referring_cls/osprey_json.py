@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -106,13 +107,19 @@ def _region(path: Path, where: str, category: Any, ann: Any, height: int, width:
     return region
 
 
-def read_coco_style(
-    path: Path,
-    raw: dict[str, Any],
-    images: Path | None,
-    options: Mapping[str, Any],
-    errors: RecordErrors,
-) -> ReadResult:
+@dataclass
+class CocoSubset:
+    """The seeded image sample of a raw LVIS / PACO-LVIS file, as ``read_coco_style`` takes it
+    (``evalkit data prepare lvis-1k|paco-1k`` writes the same images in Osprey's layout)."""
+
+    chosen: list[int]  # sampled image ids, ascending
+    eligible: int  # images with at least one usable annotation
+    images: dict[int, dict[str, Any]]  # image id -> its JSON entry
+    annotations: dict[int, list[dict[str, Any]]]  # image id -> usable annotations, id order
+    categories: dict[int, str]  # category id -> name
+
+
+def coco_subset(path: Path, raw: dict[str, Any], options: Mapping[str, Any]) -> CocoSubset:
     n_images = int(options.get("sample_images", 1000))
     seed = int(options.get("seed", 0))
     parts_only = bool(options.get("parts_only", False))
@@ -138,14 +145,33 @@ def read_coco_style(
         by_image.setdefault(ann["image_id"], []).append(ann)
     eligible = sorted(by_image)
     chosen = sorted(random.Random(seed).sample(eligible, min(n_images, len(eligible))))
+    for anns in by_image.values():
+        anns.sort(key=lambda a: a["id"])
+    return CocoSubset(chosen, len(eligible), image_info, by_image, categories)
+
+
+def coco_file_name(path: Path, img: dict[str, Any]) -> str:
+    """An image's file name: ``file_name`` (PACO), else the last part of ``coco_url`` (LVIS)."""
+    file_name = img.get("file_name") or PurePosixPath(str(img.get("coco_url", ""))).name
+    if not file_name:
+        raise DataError(path, "image has neither file_name nor coco_url", f"image {img.get('id')}")
+    return str(file_name)
+
+
+def read_coco_style(
+    path: Path,
+    raw: dict[str, Any],
+    images: Path | None,
+    options: Mapping[str, Any],
+    errors: RecordErrors,
+) -> ReadResult:
+    subset = coco_subset(path, raw, options)
     samples: list[Sample] = []
-    for image_id in chosen:
-        img = image_info[image_id]
-        file_name = img.get("file_name") or PurePosixPath(str(img.get("coco_url", ""))).name
-        if not file_name:
-            raise DataError(path, "image has neither file_name nor coco_url", f"image {image_id}")
-        for ann in sorted(by_image[image_id], key=lambda a: a["id"]):
-            category = categories[ann["category_id"]]
+    for image_id in subset.chosen:
+        img = subset.images[image_id]
+        file_name = coco_file_name(path, img)
+        for ann in subset.annotations[image_id]:
+            category = subset.categories[ann["category_id"]]
             with errors.guard():
                 where = f"annotation {ann['id']}"
                 region = _region(path, where, category, ann, img["height"], img["width"])
@@ -158,9 +184,10 @@ def read_coco_style(
                         image_path=image_path(images, file_name),
                     )
                 )
+    seed = int(options.get("seed", 0))
     note = (
-        f"{path.name}: COCO-style; {len(chosen)} of {len(eligible)} images sampled with "
+        f"{path.name}: COCO-style; {len(subset.chosen)} of {subset.eligible} images sampled with "
         f"random.Random({seed}).sample over sorted image ids"
-        + ("; part categories only" if parts_only else "")
+        + ("; part categories only" if options.get("parts_only", False) else "")
     )
     return ReadResult(samples, [path], [note], errors.skipped)
