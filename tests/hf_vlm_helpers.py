@@ -129,7 +129,7 @@ def build_tiny_llava(folder: Path, seed: int = 0) -> Path:
             eos_token_id=raw.token_to_id("</s>"),
             pad_token_id=raw.token_to_id("<pad>"),
         ),
-        image_token_id=raw.token_to_id("<image>"),
+        image_token_index=raw.token_to_id("<image>"),
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
@@ -172,7 +172,7 @@ def build_tiny_qwen2_vl(folder: Path, seed: int = 0, model_type: str = "qwen2_vl
         vision.update(intermediate_size=64, out_hidden_size=32, window_size=56, fullatt_block_indexes=[0])
     else:
         vision.update(embed_dim=32, mlp_ratio=2)
-    config_class = transformers.Qwen2_5_VLConfig if qwen25 else transformers.Qwen2VLConfig
+    config_class: Any = transformers.Qwen2_5_VLConfig if qwen25 else transformers.Qwen2VLConfig
     config = config_class(
         text_config=dict(
             vocab_size=raw.get_vocab_size(),
@@ -193,7 +193,7 @@ def build_tiny_qwen2_vl(folder: Path, seed: int = 0, model_type: str = "qwen2_vl
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    model_class = (
+    model_class: Any = (
         transformers.Qwen2_5_VLForConditionalGeneration
         if qwen25
         else transformers.Qwen2VLForConditionalGeneration

@@ -12,6 +12,7 @@ Text formats, by name (``coords=NAME`` of the ``hf-vlm`` and ``api`` adapters):
 =============  ==========================================================  ================
 name           a box / a point                                             families
 =============  ==========================================================  ================
+``llava``      ``[x1, y1, x2, y2]``, 2-decimal floats on the padded square   LLaVA-1.5
 ``qwen2_vl``   ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``, ints [0,1000)  Qwen2-VL
 ``qwen2_5_vl`` ``{"bbox_2d": [x1, y1, x2, y2]}`` / ``{"point_2d": [x, y]}``  Qwen2.5-VL
                in pixels of the resized image
@@ -99,6 +100,10 @@ def _point(region: Region, name: str) -> tuple[float, float]:
     return region.points[0]
 
 
+def _llava(region: Region, view: View) -> str:
+    return coords.llava_text(coords.llava_box(region.box_xyxy(), view.width, view.height))
+
+
 def _qwen2_vl(region: Region, view: View) -> str:
     return coords.qwen2_vl_box_text(region.box_xyxy(), view.width, view.height)
 
@@ -139,6 +144,7 @@ _BOX_POINT = frozenset({"box", "points"})
 TEXT_FORMATS: dict[str, TextFormat] = {
     f.name: f
     for f in (
+        TextFormat("llava", "LLaVA-1.5", _BOX, _llava),
         TextFormat("qwen2_vl", "Qwen2-VL", _BOX, _qwen2_vl),
         TextFormat("qwen2_5_vl", "Qwen2.5-VL", _BOX_POINT, _qwen2_5_vl),
         TextFormat("ferret", "Ferret", _BOX_POINT, _ferret),
@@ -179,6 +185,9 @@ _FAMILY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"florence[._-]?2"), "florence2"),
     (re.compile(r"ferret"), "ferret"),
     (re.compile(r"shikra"), "shikra"),
+    # LLaVA-1.5 only: config.json's model_type "llava" or a served "llava-1.5" / "llava-v1.5"
+    # name (LLaVA-NeXT, OneVision... were not checked to share the format).
+    (re.compile(r"^llava$|llava-v?1\.5"), "llava"),
 )
 
 
@@ -186,7 +195,7 @@ def format_for_model(identifier: str) -> str | None:
     """The text format of the family ``identifier`` names (a ``model_type`` such as
     ``qwen2_5_vl`` or a served name such as ``Qwen/Qwen2-VL-7B-Instruct``), None if unknown.
 
-    >>> format_for_model("Qwen/Qwen2.5-VL-7B-Instruct"), format_for_model("llava")
+    >>> format_for_model("Qwen/Qwen2.5-VL-7B-Instruct"), format_for_model("llava_next")
     ('qwen2_5_vl', None)
     """
     low = identifier.lower()

@@ -18,6 +18,11 @@ References (commits as in ``shared/PROTOCOLS_WAVE2.md``, "Sources read"):
   (precision 3): the image is padded to a square (``Expand2square``, every released config),
   boxes shifted by the padding, divided by the side, clamped to [0, 1], rounded to 3 places and
   written ``[x1,y1,x2,y2]`` — floats, no spaces; not Ferret's ints.
+* LLaVA-1.5 — its instruction data (``llava_v1_5_mix665k.json``, the VG / RefCOCO region
+  turns: "Please provide a short description for this region: [0.32, 0.8, 0.59, 1.0]."):
+  ``[x1, y1, x2, y2]`` as Python prints ``round(v, 2)``, normalised on the square the image is
+  padded to (``image_aspect_ratio: pad``, ``expand2square``), as users measured it in
+  haotian-liu/LLaVA issue #606 (the data's conversion script is not released).
 * GLaMM — mbzuai-oryx/groundingLMM ``e74865f``, ``eval/region_captioning/infer.py`` (boxes
   rescaled to 336 then divided by 336) and ``app.py`` ``region_enc_processor``. §O.
 * GPT4RoI — jshilong/GPT4RoI ``00273ad``: ``x1y1x2y2 / [W, H, W, H]``. §O.
@@ -260,6 +265,39 @@ def shikra_text(coords: Sequence[float]) -> str:
     if len(coords) not in (2, 4):
         raise RegionError(f"a location is 2 or 4 numbers, got {len(coords)}")
     return "[" + ",".join(f"{v:.3f}" for v in coords) + "]"
+
+
+# ---------------------------------------------------------------------- LLaVA-1.5
+def llava_box(box_xyxy: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+    """A pixel ``xyxy`` box as LLaVA-1.5's region text numbers: on the padded square, 2 places.
+
+    Shifted like :func:`shikra_box` (``expand2square`` pastes at ``(long - short) // 2``),
+    divided by the long side, clamped to [0, 1], ``round(v, 2)``.
+
+    >>> llava_box([100, 50, 300, 150], 640, 480)
+    (0.16, 0.2, 0.47, 0.36)
+    """
+    if len(box_xyxy) != 4:
+        raise RegionError(f"a box is [x1, y1, x2, y2], got {list(box_xyxy)}")
+    x1, y1, x2, y2 = box_xyxy
+    side = max(width, height)
+    if width > height:
+        y1, y2 = y1 + (width - height) // 2, y2 + (width - height) // 2
+    elif height > width:
+        x1, x2 = x1 + (height - width) // 2, x2 + (height - width) // 2
+    out = [round(max(0.0, min(v / side, 1.0)), 2) for v in (x1, y1, x2, y2)]
+    return (out[0], out[1], out[2], out[3])
+
+
+def llava_text(coords: Sequence[float]) -> str:
+    """``[x1, y1, x2, y2]`` as a Python list of floats prints (``str``): ``1.0``, ``0.8``.
+
+    >>> llava_text((0.32, 0.8, 0.59, 1.0))
+    '[0.32, 0.8, 0.59, 1.0]'
+    """
+    if len(coords) != 4:
+        raise RegionError(f"a LLaVA-1.5 box is 4 numbers, got {len(coords)}")
+    return "[" + ", ".join(str(float(v)) for v in coords) + "]"
 
 
 # ---------------------------------------------------------------------- GLaMM / GPT4RoI

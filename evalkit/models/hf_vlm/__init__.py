@@ -11,7 +11,7 @@
   ``crop`` (the box, widened by ``margin`` times its size per side, default 0), ``som``
   (numbered marks drawn), ``text`` (coordinates in the family's format, or ``coords=NAME``:
   :mod:`evalkit.models.region_text`), ``auto`` (default: the family's text format when it has
-  one — Qwen2-VL, Qwen2.5-VL, Kosmos-2 — else ``som``). Each prediction's ``meta`` records
+  one — LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Kosmos-2 — else ``som``). Each prediction's ``meta`` records
   the encoding (``region_encoding``, ``crop_box`` / ``crop_margin``, ``coords``).
 * ``dtype`` (default float32 on CPU, bfloat16 on CUDA), ``device`` (default cuda when present),
   ``batch_size`` (requests per ``generate``, choices per ranking forward; default 8 on CPU,

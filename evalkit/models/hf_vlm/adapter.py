@@ -14,7 +14,7 @@ from evalkit.images import load_rgb
 from evalkit.models import Adapter
 from evalkit.models.hf_vlm.encodings import ENCODINGS, check_regions, encode, encoding_kinds
 from evalkit.models.hf_vlm.generation import Finished, Job, generate_batch, job_for, rank_job
-from evalkit.models.hf_vlm.loading import LoadedModel, file_hashes, load_model
+from evalkit.models.hf_vlm.loading import LoadedModel, file_hashes, load_model, read_model_type
 from evalkit.models.region_text import TextFormat, format_for_model, no_format_error, text_format
 from evalkit.records import Prediction, Request
 from evalkit.regions import RegionError
@@ -78,10 +78,11 @@ class HfVlmAdapter(Adapter):
             raise ConfigError(f"hf-vlm: margin and batch_size are numbers: {exc}") from exc
         if self.margin < 0 or self.batch_size < 1:
             raise ConfigError("hf-vlm: margin must be >= 0 and batch_size >= 1")
+        # the encoding first: region=text on a family without a format fails before any weights
+        self.encoding, self.text = choose_encoding(region, coords, read_model_type(self.path))
         self.loaded: LoadedModel = load_model(
             self.path, device, dtype, parse_bool("trust_remote_code", trust_remote_code)
         )
-        self.encoding, self.text = choose_encoding(region, coords, self.loaded.model_type)
         # per instance: what the engine converts to before this adapter sees a region
         self.region_kinds = encoding_kinds(self.encoding, self.text)  # type: ignore[misc]
         self.fingerprint_cache: dict[str, Any] | None = None

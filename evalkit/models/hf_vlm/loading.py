@@ -53,26 +53,37 @@ class LoadedModel:
     files: list[Path]
 
 
+def read_model_type(path: Path) -> str:
+    """config.json's ``model_type`` (the family), read before any weights are."""
+    if not path.is_dir():
+        raise ConfigError(f"hf-vlm: path={path} is not a folder (hf-vlm loads local checkpoints only)")
+    file = path / "config.json"
+    if not file.is_file():
+        raise ConfigError(f"hf-vlm: {path} has no config.json: not a transformers checkpoint folder")
+    try:
+        return str(json.loads(file.read_text())["model_type"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"hf-vlm: {file}: no model_type ({exc})") from exc
+
+
 def load_model(path: Path, device: str, dtype: str, trust_remote_code: bool) -> LoadedModel:
     """The checkpoint in ``path`` on ``device`` in ``dtype``, in eval mode, tokenizer left-padded."""
     from transformers import AutoModelForImageTextToText
 
-    if not path.is_dir():
-        raise ConfigError(f"hf-vlm: path={path} is not a folder (hf-vlm loads local checkpoints only)")
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"hf-vlm: {path} has no config.json: not a transformers checkpoint folder")
+    read_model_type(path)
     if dtype not in DTYPES:
         raise ConfigError(f"hf-vlm: dtype={dtype}: expected one of {', '.join(DTYPES)}")
     if trust_remote_code:
         print(f"evalkit: hf-vlm runs code from {path} (trust_remote_code=true)", file=sys.stderr)
     processor, note = load_processor(path, trust_remote_code)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(
+        model: Any = AutoModelForImageTextToText.from_pretrained(
             path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, local_files_only=True
         )
     except ValueError as exc:  # an architecture without an image-text-to-text class
         raise ConfigError(f"hf-vlm: {path}: not an image-text-to-text model ({exc})") from exc
-    model = model.to(device).eval()
+    model.to(device)
+    model.eval()
     if model.config.is_encoder_decoder:
         raise ConfigError(
             f"hf-vlm: {path} is an encoder-decoder model ({model.config.model_type}); hf-vlm runs "
@@ -146,7 +157,7 @@ def image_only_processor(path: Path, trust_remote_code: bool) -> Any:
     ) -> None:
         base.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kw)
 
-    image_only = type(f"{name}ImageOnly", (base,), {"__init__": __init__})
+    image_only: Any = type(f"{name}ImageOnly", (base,), {"__init__": __init__})
     return image_only.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
 
 
