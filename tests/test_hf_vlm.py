@@ -63,7 +63,7 @@ def adapter(path: Path, **args: str) -> HfVlmAdapter:
 def requests(images: Sequence[Path], logprobs: bool = False) -> list[Request]:
     """Prompts of different lengths over images of different sizes (left padding differs)."""
     out = []
-    for k, image in enumerate(images * 2):
+    for k, image in enumerate([*images, *images]):
         with Image.open(image) as img:
             w, h = img.size
         region = Region.from_box([2 + k, 3, w - 5, h - 2 - k], h, w)
