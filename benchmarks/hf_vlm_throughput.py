@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.hf_vlm_helpers
 
-from evalkit.engine.generate import adapt_regions  # noqa: E402
-from evalkit.models.hf_vlm.adapter import HfVlmAdapter  # noqa: E402
-from evalkit.records import Prediction, Request  # noqa: E402
-from evalkit.task import get_task  # noqa: E402
-from tests.hf_vlm_helpers import build_tiny_llava  # noqa: E402
+from evalkit.engine.generate import adapt_regions
+from evalkit.models.hf_vlm.adapter import HfVlmAdapter
+from evalkit.records import Prediction, Request
+from evalkit.task import get_task
+from tests.hf_vlm_helpers import build_tiny_llava
 
 
 def shapes_requests(limit: int) -> list[Request]:
@@ -64,7 +64,9 @@ def main() -> int:
     same = sum(fast[r.id].token_ids == slow[r.id].token_ids for r in requests)
     tokens = sum(len(fast[r.id].token_ids or []) for r in requests)
     print(f"requests: {len(requests)} shapes_cls regions, region={args.region}, {tokens} tokens generated")
-    print(f"batched (batch_size={args.batch_size}): {batched_s:.2f} s, {len(requests) / batched_s:.1f} requests/s")
+    print(
+        f"batched (batch_size={args.batch_size}): {batched_s:.2f} s, {len(requests) / batched_s:.1f} requests/s"
+    )
     print(f"sequential (batch_size=1): {sequential_s:.2f} s, {len(requests) / sequential_s:.1f} requests/s")
     print(f"identical greedy outputs: {same}/{len(requests)}")
     if same != len(requests):
