@@ -13,62 +13,83 @@ argument), ``max_concurrency``, ``timeout``, ``max_attempts``, ``backoff_base``,
 default ``api_cache.sqlite`` in the cache folder, :func:`evalkit.files.cache_dir`:
 ``$EVALKIT_CACHE``, else ``~/.cache/evalkit``).
 
+``region=text`` sends the image as it is and writes each ``<region>`` as coordinates in the
+served model's own convention (:mod:`evalkit.models.region_text`): ``coords=NAME``, or the
+family named by ``model`` (``Qwen/Qwen2-VL-7B-Instruct`` -> ``qwen2_vl``). Masks reach it as
+their tight boxes (recorded per prediction). Qwen2.5-VL's pixel coordinates assume the
+checkpoint's default resizing (``min_pixels`` 3136, ``max_pixels`` 1003520), what a vLLM
+server of it does unless started with other ``mm_processor_kwargs``.
+
 A request that still fails after ``max_attempts`` is not answered: the engine reports it and
 keeps every finished answer, so the next run retries only the failures.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, DataError
 from evalkit.hashing import sha256_bytes
+from evalkit.images import load_rgb
 from evalkit.judge.client import ChatCall, ChatClient
 from evalkit.judge.prompts import png_data_url
 from evalkit.judge.settings import ClientSettings, cache_path_from, parse_numbers
 from evalkit.models import Adapter, register_model
-from evalkit.records import IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, Prediction, Request
-from evalkit.render import marks_png
+from evalkit.models.region_text import (
+    TextFormat,
+    View,
+    fill_regions,
+    format_for_model,
+    mark_names,
+    no_format_error,
+    region_texts,
+    strip_image,
+    text_format,
+)
+from evalkit.records import Prediction, Request
+from evalkit.regions import RegionError
+from evalkit.render import marks_png, png_bytes
 
 RENDER_VERSION = "som-1"  # bump when the drawing changes: cached answers depend on it
-# Some Osprey prompts put a stray "." after the placeholder ("<image>.\n"): drop it too.
-_IMAGE_LINE = re.compile(re.escape(IMAGE_PLACEHOLDER) + r"\.?\n?")
+REGION_MODES = ("som", "text")
 
 
 def rewrite_prompt(prompt: str, n_regions: int) -> str:
     """``<image>`` (and the newline after it) removed; i-th ``<region>`` -> ``region i``."""
-    parts = _IMAGE_LINE.sub("", prompt).split(REGION_PLACEHOLDER)
-    if len(parts) - 1 > n_regions:
-        raise ConfigError(
-            f"prompt has {len(parts) - 1} {REGION_PLACEHOLDER} placeholders for {n_regions} region(s)"
-        )
-    out = parts[0]
-    for i, tail in enumerate(parts[1:], start=1):
-        out += f"region {i}" + tail
-    return out
+    return fill_regions(strip_image(prompt), mark_names(n_regions))
 
 
 class ApiAdapter(Adapter):
     name = "api"
     region_kinds = frozenset({"mask", "box", "points", "scribble"})
 
-    def __init__(self, settings: ClientSettings, detail: str = "high"):
+    def __init__(self, settings: ClientSettings, detail: str = "high", text: TextFormat | None = None):
         self.settings = settings
         self.detail = detail
+        # region=text: regions written as coordinates, the image sent unmarked; the engine
+        # converts what the format cannot write (a mask to its box) and records it.
+        self.text = text
+        if text is not None:
+            self.region_kinds = text.kinds  # type: ignore[misc]  # per instance
         self.client = ChatClient(settings)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
+        fp: dict[str, Any] = {
             "base_url": self.settings.base_url,
             "model": self.settings.model,
             "render": RENDER_VERSION,
             "detail": self.detail,
         }
+        if self.text is not None:  # only then: Set-of-Marks runs keep their store keys
+            fp.update(region="text", coords=self.text.name)
+            del fp["render"]
+        return fp
 
     def messages(self, request: Request) -> tuple[list[dict[str, Any]], str, str | None]:
+        if self.text is not None:
+            return self.text_messages(request, self.text)
         text = rewrite_prompt(request.prompt, len(request.regions))
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         digest = None
@@ -84,6 +105,28 @@ class ApiAdapter(Adapter):
         elif request.regions:
             raise ConfigError(f"request {request.id}: regions without an image to draw them on")
         return [{"role": "user", "content": content}], text, digest
+
+    def text_messages(
+        self, request: Request, fmt: TextFormat
+    ) -> tuple[list[dict[str, Any]], str, str | None]:
+        """The prompt with regions as ``fmt`` coordinates, then the image as it is (PNG)."""
+        if request.image_path is None:
+            if request.regions:
+                raise ConfigError(f"request {request.id}: regions without an image")
+            text = strip_image(request.prompt)
+            return [{"role": "user", "content": [{"type": "text", "text": text}]}], text, None
+        image = load_rgb(request.image_path, request.id)
+        view = View(image.width, image.height)
+        try:
+            text = fill_regions(strip_image(request.prompt), region_texts(fmt, request.regions, view))
+        except RegionError as exc:
+            raise DataError(request.image_path, f"region: {exc}", request.id) from exc
+        png = png_bytes(image)
+        content: list[dict[str, Any]] = [
+            {"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": png_data_url(png), "detail": self.detail}},
+        ]
+        return [{"role": "user", "content": content}], text, sha256_bytes(png)
 
     @staticmethod
     def params(generation: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +155,12 @@ class ApiAdapter(Adapter):
             assert outcome.text is not None
             text, digest = rendered[outcome.id]
             meta: dict[str, Any] = {"attempts": outcome.attempts, "cached": outcome.cached}
-            if digest is not None:
+            if self.text is not None:
+                meta["region_encoding"] = "text"
+                meta["coords"] = self.text.name
+                if digest is not None:
+                    meta["image_sha256"] = digest
+            elif digest is not None:
                 meta["set_of_marks_sha256"] = digest
             yield Prediction(outcome.id, outcome.text, prompt=text, meta=meta)
 
@@ -132,6 +180,8 @@ def api(
     backoff_max: str | None = None,
     detail: str = "high",
     cache: str | None = None,
+    region: str = "som",
+    coords: str | None = None,
     **unknown: str,
 ) -> Adapter:
     if unknown:
@@ -143,6 +193,16 @@ def api(
         raise ConfigError(f"api: unknown model args {sorted(unknown)}")
     if not base_url or not model:
         raise ConfigError("api needs --model-args base_url=URL,model=NAME")
+    if region not in REGION_MODES:
+        raise ConfigError(f"api: region={region}: expected one of {', '.join(REGION_MODES)}")
+    fmt = None
+    if region == "text":
+        name = coords or format_for_model(model)
+        if name is None:
+            raise no_format_error("api", model)
+        fmt = text_format(name, "api")
+    elif coords is not None:
+        raise ConfigError("api: coords= applies to region=text only")
     settings = ClientSettings(
         base_url=base_url,
         model=model,
@@ -158,4 +218,4 @@ def api(
             }
         ),
     )
-    return ApiAdapter(settings, detail)
+    return ApiAdapter(settings, detail, fmt)

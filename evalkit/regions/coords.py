@@ -12,7 +12,17 @@ References (commits as in ``shared/PROTOCOLS_WAVE2.md``, "Sources read"):
   (lines 6-60; the same code in ``accessory/eval/infer_and_save.py``). PROTOCOLS_WAVE2.md §A.
 * Ferret — apple/ml-ferret ``3c9e5c9``, ``ferret/eval/model_lvis.py`` ``LVISData_V1`` (lines
   90-104) and ``ferret/train/train.py`` ``regulate_box`` (line 651). PROTOCOLS_WAVE2.md §C.
-  Shikra writes the same ``[x1, y1, x2, y2]`` text form.
+* Shikra — shikras/shikra ``1204f10``, ``mllm/dataset/utils/transform.py``
+  ``box_xyxy_expand2square`` / ``norm_box_xyxy`` / ``norm_point_xyxy`` and
+  ``mllm/dataset/process_function/box_process_function.py`` ``PlainBoxFormatter``
+  (precision 3): the image is padded to a square (``Expand2square``, every released config),
+  boxes shifted by the padding, divided by the side, clamped to [0, 1], rounded to 3 places and
+  written ``[x1,y1,x2,y2]`` — floats, no spaces; not Ferret's ints.
+* LLaVA-1.5 — its instruction data (``llava_v1_5_mix665k.json``, the VG / RefCOCO region
+  turns: "Please provide a short description for this region: [0.32, 0.8, 0.59, 1.0]."):
+  ``[x1, y1, x2, y2]`` as Python prints ``round(v, 2)``, normalised on the square the image is
+  padded to (``image_aspect_ratio: pad``, ``expand2square``), as users measured it in
+  haotian-liu/LLaVA issue #606 (the data's conversion script is not released).
 * GLaMM — mbzuai-oryx/groundingLMM ``e74865f``, ``eval/region_captioning/infer.py`` (boxes
   rescaled to 336 then divided by 336) and ``app.py`` ``region_enc_processor``. §O.
 * GPT4RoI — jshilong/GPT4RoI ``00273ad``: ``x1y1x2y2 / [W, H, W, H]``. §O.
@@ -206,6 +216,88 @@ def ferret_text(coords: Sequence[int]) -> str:
     if len(coords) not in (2, 4):
         raise RegionError(f"a location is 2 or 4 numbers, got {len(coords)}")
     return "[" + ", ".join(str(int(v)) for v in coords) + "]"
+
+
+# ---------------------------------------------------------------------- Shikra
+def shikra_box(box_xyxy: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+    """A pixel ``xyxy`` box as Shikra reads it: on the ``Expand2square`` canvas, in [0, 1], 3 places.
+
+    The shorter side is padded by ``(long - short) // 2`` before the box is normalised by the
+    long side (``box_xyxy_expand2square`` then ``norm_box_xyxy``).
+
+    >>> shikra_box([100, 50, 300, 150], 640, 480)
+    (0.156, 0.203, 0.469, 0.359)
+    """
+    if len(box_xyxy) != 4:
+        raise RegionError(f"a box is [x1, y1, x2, y2], got {list(box_xyxy)}")
+    x1, y1, x2, y2 = box_xyxy
+    side = max(width, height)
+    if width > height:
+        y1, y2 = y1 + (width - height) // 2, y2 + (width - height) // 2
+    elif height > width:
+        x1, x2 = x1 + (height - width) // 2, x2 + (height - width) // 2
+    out = [round(max(0.0, min(v / side, 1.0)), 3) for v in (x1, y1, x2, y2)]
+    return (out[0], out[1], out[2], out[3])
+
+
+def shikra_point(point_xy: Sequence[float], width: int, height: int) -> tuple[float, float]:
+    """A pixel point as Shikra reads it: shifted like a box, over the side, clamped (no rounding:
+    ``norm_point_xyxy``; the text form's ``:.3f`` rounds it).
+
+    >>> shikra_point([320, 240], 640, 480)
+    (0.5, 0.5)
+    """
+    x, y = point_xy
+    side = max(width, height)
+    if width > height:
+        y = y + (width - height) // 2
+    elif height > width:
+        x = x + (height - width) // 2
+    return (max(0.0, min(x / side, 1.0)), max(0.0, min(y / side, 1.0)))
+
+
+def shikra_text(coords: Sequence[float]) -> str:
+    """Shikra's ``PlainBoxFormatter``: ``[x1,y1,x2,y2]`` / ``[x,y]`` with 3 decimals, no spaces.
+
+    >>> shikra_text((0.156, 0.203, 0.469, 0.359))
+    '[0.156,0.203,0.469,0.359]'
+    """
+    if len(coords) not in (2, 4):
+        raise RegionError(f"a location is 2 or 4 numbers, got {len(coords)}")
+    return "[" + ",".join(f"{v:.3f}" for v in coords) + "]"
+
+
+# ---------------------------------------------------------------------- LLaVA-1.5
+def llava_box(box_xyxy: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+    """A pixel ``xyxy`` box as LLaVA-1.5's region text numbers: on the padded square, 2 places.
+
+    Shifted like :func:`shikra_box` (``expand2square`` pastes at ``(long - short) // 2``),
+    divided by the long side, clamped to [0, 1], ``round(v, 2)``.
+
+    >>> llava_box([100, 50, 300, 150], 640, 480)
+    (0.16, 0.2, 0.47, 0.36)
+    """
+    if len(box_xyxy) != 4:
+        raise RegionError(f"a box is [x1, y1, x2, y2], got {list(box_xyxy)}")
+    x1, y1, x2, y2 = box_xyxy
+    side = max(width, height)
+    if width > height:
+        y1, y2 = y1 + (width - height) // 2, y2 + (width - height) // 2
+    elif height > width:
+        x1, x2 = x1 + (height - width) // 2, x2 + (height - width) // 2
+    out = [round(max(0.0, min(v / side, 1.0)), 2) for v in (x1, y1, x2, y2)]
+    return (out[0], out[1], out[2], out[3])
+
+
+def llava_text(coords: Sequence[float]) -> str:
+    """``[x1, y1, x2, y2]`` as a Python list of floats prints (``str``): ``1.0``, ``0.8``.
+
+    >>> llava_text((0.32, 0.8, 0.59, 1.0))
+    '[0.32, 0.8, 0.59, 1.0]'
+    """
+    if len(coords) != 4:
+        raise RegionError(f"a LLaVA-1.5 box is 4 numbers, got {len(coords)}")
+    return "[" + ", ".join(str(float(v)) for v in coords) + "]"
 
 
 # ---------------------------------------------------------------------- GLaMM / GPT4RoI
