@@ -357,3 +357,20 @@ def test_osprey_token_texts_join_to_the_decoded_answer() -> None:
     n_name = sum(1 for k, p in enumerate(pieces) if p and sum(map(len, pieces[:k])) < name.end)
     assert span_logprob(pieces, lps, name.start, name.end) == -0.5 * n_name
     assert n_name < len(ids) - 1
+
+
+def test_a_subset_is_scored_against_its_own_regions(instances: Path) -> None:
+    """Under --limit (or skipped records) AP counts only the regions asked, and their images'
+    crowds: no miss is charged for a region never asked about."""
+    from evalkit.records import Prediction
+
+    task = get_task("coco_region_cls")
+    samples = task.load_samples({"instances": instances}).samples[:2]  # A (cat) and B (dog), image 1
+    outputs = {
+        sid: Prediction(sid, text, token_logprobs=lp, token_texts=tt)
+        for sid, text, tt, lp, _, _ in ANSWERS
+        if sid in {"1/11", "1/12"}
+    }
+    scored = task.score(samples, outputs, {})
+    # cat: 0.9 TP (A), 0.8 FP (B named cat) over one ground truth -> AP 1; dog: missed -> 0.
+    assert scored.metrics["ap"] == pytest.approx(50.0) and scored.metrics["acc"] == 50.0
