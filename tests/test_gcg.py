@@ -192,6 +192,16 @@ def test_score_with_masks_equals_the_released_evaluator(
     err = capsys.readouterr().err
     assert why in err.splitlines()  # printed whole, on one line
 
+    # A folder that is there but holds no model is an error, before any caption metric.
+    (tmp_path / "empty_bert").mkdir()
+    cmd3 = ["score", "--task", "gcg_grandf_val", "--predictions", str(preds), *data]
+    assert (
+        main([*cmd3, "--data", f"phrase_model={tmp_path / 'empty_bert'}", "--output", str(tmp_path / "x")])
+        != 0
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot load the phrase-similarity model" in err
+
 
 @pytest.mark.slow
 def test_replay_run_scores_the_same_and_mglmm_excludes_failing_images(tmp_path: Path) -> None:

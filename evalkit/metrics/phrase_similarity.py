@@ -50,8 +50,9 @@ class BertPhraseEncoder:
                 str(folder), local_files_only=True, dtype=torch.float32
             )
         except (OSError, ValueError, KeyError) as exc:
+            why = " ".join(str(exc).split())  # transformers' messages span lines: one line here
             raise PhraseModelError(
-                f"{folder}: cannot load the phrase-similarity model ({exc}); pass --data "
+                f"{folder}: cannot load the phrase-similarity model ({why[:300]}); pass --data "
                 f"phrase_model=PATH with a local copy of {REFERENCE_MODEL} "
                 "(config.json, model weights, tokenizer files)"
             ) from exc

@@ -169,6 +169,11 @@ class GroundedCaption(TaskProtocol[GroundedCaptionArgs]):
         self, samples: Sequence[Sample], outputs: Outputs, data: Data, context: ScoringContext
     ) -> ScoreResult:
         args = self.args
+        # The phrase model first: a folder that is there but does not load fails before the
+        # (slow) caption metrics run; a missing one only leaves mask recall out.
+        problem = phrase_model_problem(data.get("phrase_model"))
+        folder = data.get("phrase_model")
+        encoder = _encoder(str(folder.resolve())) if problem is None and folder is not None else None
         captions: dict[str, str] = {}
         references: dict[str, list[str]] = {}
         phrases: dict[str, list[str]] = {}
@@ -222,11 +227,8 @@ class GroundedCaption(TaskProtocol[GroundedCaptionArgs]):
 
         recall_rows: dict[str, RecallImage] = {}
         extra: dict[str, Any] = {}
-        problem = phrase_model_problem(data.get("phrase_model"))
-        if problem is None:
-            folder = data["phrase_model"]
+        if encoder is not None:
             assert folder is not None
-            encoder = _encoder(str(folder.resolve()))
             for s in samples:
                 info = s.info(GroundedCaptionInfo)
                 sims = encoder.similarities(info.labels, phrases[s.id])
@@ -236,7 +238,7 @@ class GroundedCaption(TaskProtocol[GroundedCaptionArgs]):
             recalled = mask_recall([recall_rows[s.id] for s in samples], args.failed_recall_images)
             metrics["mask_recall"] = recalled.recall * 100
             extra["phrase_model"] = {"path": str(folder), "files": encoder.fingerprint()}
-        else:
+        elif problem is not None:
             not_computed["mask_recall"] = problem
         if not_computed:
             extra["not_computed"] = not_computed
