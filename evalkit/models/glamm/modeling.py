@@ -186,11 +186,16 @@ class GLaMMModel(nn.Module):
         levels = list(states[select::-3][::-1][-self.config.vision.region.num_levels :])
         return ImageFeatures(tokens, [level[:, 1:].to(images.dtype) for level in levels])
 
-    def region_tokens(self, features: ImageFeatures, boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """One ``[n_i, hidden]`` stack per image of ``features``: its boxes' ``<bbox>`` embeddings
+    def region_maps(self, features: ImageFeatures) -> list[torch.Tensor]:
+        """The region encoder's fused maps of the images of ``features`` (per image, not per
+        box: an image's requests share them)."""
+        return self.region_encoder.fuse(features.region_levels)  # type: ignore[no-any-return]
+
+    def region_tokens(self, maps: list[torch.Tensor], boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One ``[n_i, hidden]`` stack per image of ``maps``: its boxes' ``<bbox>`` embeddings
         (``boxes[i]`` ``[n_i, 4]`` normalised ``x1y1x2y2``)."""
         boxes = [b.to(device=self.device, dtype=self.dtype) for b in boxes]
-        return self.region_encoder(features.region_levels, boxes)  # type: ignore[no-any-return]
+        return self.region_encoder.extract(maps, boxes)  # type: ignore[no-any-return]
 
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.model.embed_tokens(ids.to(self.device))  # type: ignore[no-any-return]
@@ -275,7 +280,9 @@ class GLaMMModel(nn.Module):
         the official forward of one sequence without cache, as ``evaluate`` runs it.
         """
         features = self.encode_images(clip_image[None])
-        bbox_tokens = self.region_tokens(features, [boxes])[0] if boxes is not None and len(boxes) else None
+        bbox_tokens = None
+        if boxes is not None and len(boxes):
+            bbox_tokens = self.region_tokens(self.region_maps(features), [boxes])[0]
         embeds = self.embed_inputs(input_ids, features.tokens[0], bbox_tokens, bbox_token_id)
         hidden = self.llm.model(inputs_embeds=embeds[None]).last_hidden_state[0]
         return hidden, self.llm.lm_head(hidden)

@@ -205,23 +205,26 @@ class RegionEncoder(nn.Module):
         strides = [patch_size / 2 ** (levels - 1 - lvl) for lvl in range(levels)]
         self.roi_align = MlvlRoIExtractor(channels, levels, spec, strides, out_dim)
 
-    def forward(self, layer_tokens: list[torch.Tensor], boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``layer_tokens``: the pooled CLIP layers' patch tokens ``[B, g*g, C]``, shallowest
-        first; ``boxes[i]``: image i's normalised boxes."""
+    def fuse(self, layer_tokens: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The fused feature maps of a batch of images (steps 1-2; they depend on the image
+        only, so an image's requests share them). ``layer_tokens``: the pooled CLIP layers'
+        patch tokens ``[B, g*g, C]``, shallowest first."""
         b, n, c = layer_tokens[0].shape
         g = math.isqrt(n)
-        maps = [t.reshape(b, g, g, c).permute(0, 3, 1, 2) for t in layer_tokens]
-        levels = len(maps)
-        # Level l is resized to g * 2^(L-1-l): the shallowest layer to the finest map.
-        maps = [
-            F.interpolate(
-                m.to(torch.float32),
-                size=(g * 2 ** (levels - 1 - lvl),) * 2,
-                mode="bilinear",
-                align_corners=True,
-            )
-            .to(torch.bfloat16)
-            .to(m.dtype)
-            for lvl, m in enumerate(maps)
-        ]
-        return self.roi_align(self.mlvl_fuse(maps), boxes)  # type: ignore[no-any-return]
+        levels = len(layer_tokens)
+        maps = []
+        for lvl, tokens in enumerate(layer_tokens):
+            grid = tokens.reshape(b, g, g, c).permute(0, 3, 1, 2)
+            # Level l is resized to g * 2^(L-1-l): the shallowest layer to the finest map.
+            size = (g * 2 ** (levels - 1 - lvl),) * 2
+            resized = F.interpolate(grid.to(torch.float32), size=size, mode="bilinear", align_corners=True)
+            maps.append(resized.to(torch.bfloat16).to(tokens.dtype))
+        return self.mlvl_fuse(maps)  # type: ignore[no-any-return]
+
+    def extract(self, levels: list[torch.Tensor], boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Step 3: ``boxes[i]`` (image i's ``[n_i, 4]`` normalised ``x1y1x2y2``) -> its
+        ``[n_i, out_dim]`` ``<bbox>`` embeddings."""
+        return self.roi_align(levels, boxes)  # type: ignore[no-any-return]
+
+    def forward(self, layer_tokens: list[torch.Tensor], boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return self.extract(self.fuse(layer_tokens), boxes)
