@@ -198,6 +198,7 @@ def test_kv_cache_generation_matches_the_full_forward(
     n_image = model.config.vision.clip.image_tokens
     prompt_len = len(job.ids) + n_image - 1
     assert len(done.token_ids) == 6 and done.token_ids[1] == done.token_ids[3] == tok.seg_id
+    assert done.token_logprobs is not None
     for k, token in enumerate(done.token_ids):
         row = logits[prompt_len - 1 + k]
         if k not in (1, 3):

@@ -138,7 +138,7 @@ class VisionSpec:
 
     @staticmethod
     def from_json(raw: dict[str, Any], source: str) -> VisionSpec:
-        def build(kind: type, key: str) -> Any:
+        def build(kind: Any, key: str) -> Any:
             values = dict(raw.get(key) or {})
             known = set(kind.__dataclass_fields__)
             unknown = sorted(set(values) - known)

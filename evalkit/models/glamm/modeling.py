@@ -157,7 +157,7 @@ class GLaMMModel(nn.Module):
 
         device = self.device if self.device.type != "meta" else torch.device("cpu")
         self.llm.model.rotary_emb = LlamaRotaryEmbedding(config=self.llm.config).to(device)
-        embeddings = self.clip.embeddings  # type: ignore[attr-defined]
+        embeddings = self.clip.embeddings
         positions = torch.arange(embeddings.num_positions, device=device).expand((1, -1))
         embeddings.register_buffer("position_ids", positions, persistent=False)
         return self
@@ -189,16 +189,16 @@ class GLaMMModel(nn.Module):
     def region_maps(self, features: ImageFeatures) -> list[torch.Tensor]:
         """The region encoder's fused maps of the images of ``features`` (per image, not per
         box: an image's requests share them)."""
-        return self.region_encoder.fuse(features.region_levels)  # type: ignore[no-any-return]
+        return self.region_encoder.fuse(features.region_levels)
 
     def region_tokens(self, maps: list[torch.Tensor], boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """One ``[n_i, hidden]`` stack per image of ``maps``: its boxes' ``<bbox>`` embeddings
         (``boxes[i]`` ``[n_i, 4]`` normalised ``x1y1x2y2``)."""
         boxes = [b.to(device=self.device, dtype=self.dtype) for b in boxes]
-        return self.region_encoder.extract(maps, boxes)  # type: ignore[no-any-return]
+        return self.region_encoder.extract(maps, boxes)
 
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.llm.model.embed_tokens(ids.to(self.device))  # type: ignore[no-any-return]
+        return self.llm.model.embed_tokens(ids.to(self.device))
 
     def embed_inputs(
         self,
@@ -244,7 +244,7 @@ class GLaMMModel(nn.Module):
 
     def encode_sam(self, images: torch.Tensor) -> torch.Tensor:
         """SAM's image embedding ``[B, C, S/16, S/16]`` of normalised, padded ``[B, 3, S, S]``."""
-        return self.grounding_encoder.image_encoder(images.to(device=self.device, dtype=self.dtype))  # type: ignore[no-any-return]
+        return self.grounding_encoder.image_encoder(images.to(device=self.device, dtype=self.dtype))
 
     def masks(
         self,

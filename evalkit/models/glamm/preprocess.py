@@ -47,8 +47,8 @@ def clip_view(image: Image.Image, size: int) -> torch.Tensor:
     if (new_w, new_h) != image.size:
         image = image.resize((new_w, new_h), resample=Image.Resampling.BICUBIC)
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    arr = np.asarray(image, dtype=np.uint8)[top : top + size, left : left + size]
-    arr = (arr.astype(np.float64) * (1.0 / 255.0)).astype(np.float32)
+    crop = np.asarray(image, dtype=np.uint8)[top : top + size, left : left + size]
+    arr = (crop.astype(np.float64) * (1.0 / 255.0)).astype(np.float32)
     arr = (arr - CLIP_MEAN) / CLIP_STD
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 

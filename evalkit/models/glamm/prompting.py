@@ -201,7 +201,8 @@ class GLaMMTokenizer:
         """``LlamaTokenizer.convert_tokens_to_string``: SentencePiece decoding, special tokens
         (``<s>``, ``</s>``, ``<unk>``) written as themselves, a space before each one that
         follows text."""
-        out, run, prev_special = "", [], False
+        out, prev_special = "", False
+        run: list[int] = []
         for i, tid in enumerate(ids):
             if tid in self.special_ids:
                 if not prev_special and i != 0:

@@ -189,7 +189,7 @@ class MlvlRoIExtractor(nn.Module):
             ).to(dtype)
             for level, stride in zip(levels, self.strides, strict=True)
         ]
-        fused = F.relu(sum(conv(p) for conv, p in zip(self.pconvs, pooled, strict=True)))  # type: ignore[arg-type]
+        fused = F.relu(sum(conv(p) for conv, p in zip(self.pconvs, pooled, strict=True)))
         queries = self.updims(self.flatten_linear(fused.flatten(1)) + pos)
         return list(torch.split(queries, [len(b) for b in boxes]))
 
@@ -219,12 +219,12 @@ class RegionEncoder(nn.Module):
             size = (g * 2 ** (levels - 1 - lvl),) * 2
             resized = F.interpolate(grid.to(torch.float32), size=size, mode="bilinear", align_corners=True)
             maps.append(resized.to(torch.bfloat16).to(tokens.dtype))
-        return self.mlvl_fuse(maps)  # type: ignore[no-any-return]
+        return self.mlvl_fuse(maps)
 
     def extract(self, levels: list[torch.Tensor], boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Step 3: ``boxes[i]`` (image i's ``[n_i, 4]`` normalised ``x1y1x2y2``) -> its
         ``[n_i, out_dim]`` ``<bbox>`` embeddings."""
-        return self.roi_align(levels, boxes)  # type: ignore[no-any-return]
+        return self.roi_align(levels, boxes)
 
     def forward(self, layer_tokens: list[torch.Tensor], boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return self.extract(self.fuse(layer_tokens), boxes)

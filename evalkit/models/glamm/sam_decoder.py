@@ -31,6 +31,8 @@ ATTENTION_DOWNSAMPLE = 2  # token<->image attention works at half width
 class PositionEmbeddingRandom(nn.Module):
     """Fourier features of ``[0, 1]`` coordinates with a fixed random Gaussian matrix."""
 
+    positional_encoding_gaussian_matrix: torch.Tensor
+
     def __init__(self, features: int):
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn((2, features)))
@@ -108,7 +110,7 @@ class Attention(nn.Module):
         attn = (q @ k.permute(0, 1, 3, 2)) / math.sqrt(q.shape[-1])
         out = attn.softmax(dim=-1) @ v
         b, heads, n, c = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, heads * c))  # type: ignore[no-any-return]
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, heads * c))
 
 
 class TwoWayAttentionBlock(nn.Module):

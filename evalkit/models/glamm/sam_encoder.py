@@ -173,4 +173,4 @@ class ImageEncoderViT(nn.Module):
         x = self.patch_embed(x) + self.pos_embed
         for block in self.blocks:
             x = block(x)
-        return self.neck(x.permute(0, 3, 1, 2))  # type: ignore[no-any-return]
+        return self.neck(x.permute(0, 3, 1, 2))
