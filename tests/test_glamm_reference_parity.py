@@ -89,7 +89,7 @@ def model() -> GLaMMModel:
     return tiny_model(tiny_tokenizer(), seed=4)
 
 
-def official_sam(modules: dict[str, ModuleType], model: GLaMMModel) -> nn.Module:
+def official_sam(modules: dict[str, ModuleType], model: GLaMMModel) -> Any:
     """``_build_sam`` at the tiny model's sizes."""
     spec = model.config.vision.sam
     sam = modules["sam"].Sam(
