@@ -185,3 +185,24 @@ def test_evalkit_run_glamm_on_shapes_cls_gives_box_regions(checkpoint: Path, tmp
     assert results["model"] == "glamm" and results["n"] == 3
     # shapes regions are masks: the engine gave GLaMM their tight boxes and recorded it.
     assert all(r["meta"]["region_conversions"] == ["region 0: mask -> box"] for r in rows)
+
+
+def test_a_batch_answers_as_one_request_at_a_time(
+    checkpoint: Path, adapter: GLaMMAdapter, tmp_path: Path
+) -> None:
+    one_by_one = build_adapter("glamm", {"path": str(checkpoint), "batch_size": "1"})
+    images = [scene_image(tmp_path / f"s{k}.png", width=90 - 10 * k, height=70, seed=k) for k in range(2)]
+    region = Region.from_box([20, 10, 60, 40], 70, 90)
+    generation_settings = {"max_new_tokens": 12, "masks": True, "logprobs": True}
+    requests = [
+        Request("a", "a", str(images[0]), GCG_PROMPT, [], generation_settings),
+        Request("b", "b", str(images[1]), GCG_PROMPT, [], generation_settings),
+        Request("c", "c", str(images[0]), REGCAP_PROMPT, [region], generation_settings),
+    ]
+    batched = {p.request_id: p for p in adapter.generate(requests)}
+    single = {p.request_id: p for p in one_by_one.generate(requests)}
+    assert set(batched) == {"a", "b", "c"}
+    for rid, pred in single.items():
+        assert batched[rid].token_ids == pred.token_ids and batched[rid].text == pred.text
+        assert batched[rid].token_logprobs == pytest.approx(pred.token_logprobs, abs=1e-4)
+        assert [m.phrase for m in batched[rid].masks or []] == [m.phrase for m in pred.masks or []]

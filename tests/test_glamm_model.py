@@ -18,7 +18,7 @@ from evalkit.models.glamm.region_encoder import roi_align
 from evalkit.models.glamm.sam_decoder import upscale_to_image
 from evalkit.models.glamm.sam_encoder import relative_positions, window_partition, window_unpartition
 from evalkit.records import Request
-from tests.glamm_helpers import REGCAP_PROMPT, tiny_model, tiny_tokenizer
+from tests.glamm_helpers import GCG_PROMPT, REGCAP_PROMPT, tiny_model, tiny_tokenizer
 
 
 # ---------------------------------------------------------------------- RoIAlign
@@ -218,3 +218,38 @@ def test_masks_come_at_the_original_size(model: GLaMMModel) -> None:
     assert logits.shape == (3, 75, 100) and logits.dtype == torch.float32
     # Each [SEG] state is its own prompt: masks differ when the states do.
     assert not torch.equal(logits[0], logits[1])
+
+
+def test_a_left_padded_batch_decodes_as_each_row_alone(model: GLaMMModel, tok: GLaMMTokenizer) -> None:
+    from evalkit.models.glamm.generation import generate_batch
+
+    torch.manual_seed(0)
+    size = model.config.vision.clip.image_size
+    features = model.encode_images(torch.randn(2, 3, size, size))
+    maps = model.region_maps(features)
+    jobs, embeds, singles = [], [], []
+    prompts = [
+        (GCG_PROMPT, None),
+        (REGCAP_PROMPT, torch.tensor([[0.1, 0.2, 0.5, 0.6]])),
+        ("What is this?", None),
+    ]
+    for i, (prompt, box) in enumerate(prompts):
+        rendered = render_prompt(prompt)
+        ids = tok.encode_prompt(rendered)
+        job = Job(
+            Request(f"r{i}", "s", "x", prompt, [], {}), rendered, ids, "x", box, 10, 0.0, 1.0, 0, True, True
+        )
+        image = features.tokens[i % 2]
+        bbox = (
+            model.region_tokens([m[i % 2 : i % 2 + 1] for m in maps], [box])[0] if box is not None else None
+        )
+        jobs.append(job)
+        embeds.append(model.embed_inputs(torch.tensor(ids), image, bbox, tok.bbox_id))
+        singles.append(generate(model, job, image, bbox, tok.bbox_id, tok.seg_id, tok.eos_id))
+    assert len({e.shape[0] for e in embeds}) == 3  # three prompt lengths: real padding
+    for alone, together in zip(
+        singles, generate_batch(model, jobs, embeds, tok.seg_id, tok.eos_id), strict=True
+    ):
+        assert together.token_ids == alone.token_ids
+        assert together.token_logprobs == pytest.approx(alone.token_logprobs, abs=1e-5)
+        assert torch.allclose(together.seg_hidden, alone.seg_hidden, atol=1e-5)

@@ -7,15 +7,18 @@ Model arguments (``--model-args k=v,...``):
   the official scripts download); not needed when the checkpoint holds the tower;
 * ``device=cpu|cuda`` (default: cuda when available);
 * ``dtype=float32|bfloat16`` — ``bfloat16`` is the released scripts' precision (everything
-  in bf16, boxes rounded through fp16 first; the CUDA default), ``float32`` the CPU default.
+  in bf16, boxes rounded through fp16 first; the CUDA default), ``float32`` the CPU default;
+* ``batch_size=N`` — requests decoded together (default 16), left-padded; each row's
+  answer is the one it gets alone (tested). The scripts decode one request at a time.
 
 Regions are boxes (``region_kinds``): the engine gives masks, points and scribbles as their
 tight box and records it; each ``<region>`` of a prompt becomes a ``<bbox>`` token fed by the
 region encoder, the box normalised as GLaMM does (:func:`evalkit.regions.coords.glamm_box`).
 
-Requests are grouped by image: an image is read, preprocessed and encoded once (CLIP, the
-region encoder's fused maps, and SAM when some answer has a ``[SEG]`` and its request asks
-for masks), then each request is decoded (:mod:`~evalkit.models.glamm.generation`). With
+Requests are grouped by image into batches: an image is read, preprocessed and encoded once
+per batch (CLIP, the region encoder's fused maps, and SAM when some answer has a ``[SEG]``
+and its request asks for masks), then the batch is decoded together
+(:mod:`~evalkit.models.glamm.generation`). With
 generation ``masks: true`` a prediction carries one :class:`~evalkit.records.MaskOutput` per
 generated ``[SEG]`` (SAM logits at the original size, ``> 0``, COCO RLE), with the phrase
 of its ``<p>…</p>`` (:func:`evalkit.outputs.seg_phrases`) and that phrase's span; a ``[SEG]``
@@ -27,6 +30,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +42,8 @@ from evalkit.errors import ConfigError, DataError, EvalkitError
 from evalkit.images import load_rgb
 from evalkit.models import Adapter
 from evalkit.models.glamm.checkpoint import LoadReport, load_glamm
-from evalkit.models.glamm.generation import Generated, Job, generate
-from evalkit.models.glamm.modeling import GLaMMModel
+from evalkit.models.glamm.generation import Generated, Job, generate_batch
+from evalkit.models.glamm.modeling import GLaMMModel, ImageFeatures
 from evalkit.models.glamm.preprocess import PreparedImage, prepare_image
 from evalkit.models.glamm.prompting import SEG, GLaMMTokenizer, render_prompt
 from evalkit.models.osprey.checkpoint import file_hashes
@@ -50,6 +54,19 @@ from evalkit.regions.coords import glamm_box
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # The released scripts' answer budget (model.evaluate(..., max_tokens_new=512)).
 DEFAULT_MAX_NEW_TOKENS = 512
+# Requests decoded together. A 7B row holds ~0.35 GB of KV cache for GLaMM's ~640-token
+# prompt (576 image tokens) in bf16, so 16 rows fit next to the model on any 40 GB card.
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass
+class EncodedImage:
+    """One image of a batch: both views, its CLIP features, and what is computed on demand."""
+
+    prepared: PreparedImage
+    features: ImageFeatures
+    region_maps: list[torch.Tensor] | None = None
+    sam_embedding: torch.Tensor | None = None
 
 
 class GLaMMAdapter(Adapter):
@@ -63,6 +80,7 @@ class GLaMMAdapter(Adapter):
         clip: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        batch_size: int | str = DEFAULT_BATCH_SIZE,
     ):
         self.name = name  # type: ignore[misc]  # per-instance: one class serves every GLaMM name
         self.path = Path(path).expanduser()
@@ -74,6 +92,9 @@ class GLaMMAdapter(Adapter):
         self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype={self.dtype}: expected one of {sorted(DTYPES)}")
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
         self.model, self.config, self.report = load_glamm(self.path, clip, self.device, DTYPES[self.dtype])
         print(f"evalkit: {name} loaded from {self.path}: {self.report.summary()}", file=sys.stderr)
         self.tokenizer = GLaMMTokenizer.from_dir(self.path)
@@ -83,11 +104,14 @@ class GLaMMAdapter(Adapter):
         self.fingerprint_cache: dict[str, Any] | None = None
 
     @classmethod
-    def from_parts(cls, name: str, model: GLaMMModel, tokenizer: GLaMMTokenizer) -> GLaMMAdapter:
+    def from_parts(
+        cls, name: str, model: GLaMMModel, tokenizer: GLaMMTokenizer, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> GLaMMAdapter:
         """An adapter around a model built in memory (tests, experiments)."""
         self = cls.__new__(cls)
         self.name = name  # type: ignore[misc]
         self.path = Path(".")
+        self.batch_size = batch_size
         self.device = str(model.device)
         self.dtype = str(model.dtype).removeprefix("torch.")
         self.model, self.config, self.tokenizer = model, model.config, tokenizer
@@ -117,17 +141,16 @@ class GLaMMAdapter(Adapter):
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Prediction]:
         jobs = [self.make_job(r) for r in requests]
-        by_image: dict[str, list[Job]] = {}
-        for job in jobs:
-            by_image.setdefault(job.image_key, []).append(job)
-        for image_key, group in by_image.items():
-            try:
-                prepared = self.prepare(image_key)
-            except DataError as exc:  # bad input: reported per request, the run goes on
-                for job in group:
-                    yield Prediction(job.request.id, "", error=str(exc))
-                continue
-            yield from self.answer_image(prepared, group)
+        for batch in plan_batches(jobs, self.batch_size):
+            encoded: dict[str, EncodedImage] = {}
+            for key in dict.fromkeys(job.image_key for job in batch):
+                try:
+                    encoded[key] = self.encode(key)
+                except DataError as exc:  # bad input: reported per request, the run goes on
+                    for job in batch:
+                        if job.image_key == key:
+                            yield Prediction(job.request.id, "", error=str(exc))
+            yield from self.answer(encoded, [job for job in batch if job.image_key in encoded])
 
     # ------------------------------------------------------------------ pieces
     def make_job(self, request: Request) -> Job:
@@ -169,25 +192,41 @@ class GLaMMAdapter(Adapter):
         return prepare_image(load_rgb(image_key), vision.clip.image_size, vision.sam.image_size)
 
     @torch.inference_mode()
-    def answer_image(self, image: PreparedImage, jobs: list[Job]) -> Iterator[Prediction]:
-        """Every request on one image: CLIP (and the region maps) once, SAM once if needed."""
+    def encode(self, image_key: str) -> EncodedImage:
+        prepared = self.prepare(image_key)
+        return EncodedImage(prepared, self.model.encode_images(prepared.clip[None]))
+
+    @torch.inference_mode()
+    def answer(self, encoded: dict[str, EncodedImage], jobs: list[Job]) -> Iterator[Prediction]:
+        """One batch of requests: decoded together, then each answer's masks."""
+        if not jobs:
+            return
         model, tok = self.model, self.tokenizer
-        features = model.encode_images(image.clip[None])
-        maps = model.region_maps(features) if any(j.boxes is not None for j in jobs) else None
-        sam_embedding: torch.Tensor | None = None
+        embeds = []
         for job in jobs:
+            image = encoded[job.image_key]
             bbox_tokens = None
-            if job.boxes is not None and maps is not None:
-                bbox_tokens = model.region_tokens(maps, [job.boxes])[0]
-            done = generate(model, job, features.tokens[0], bbox_tokens, tok.bbox_id, tok.seg_id, tok.eos_id)
+            if job.boxes is not None:
+                if image.region_maps is None:  # per image, shared by its requests
+                    image.region_maps = model.region_maps(image.features)
+                bbox_tokens = model.region_tokens(image.region_maps, [job.boxes])[0]
+            embeds.append(
+                model.embed_inputs(torch.tensor(job.ids), image.features.tokens[0], bbox_tokens, tok.bbox_id)
+            )
+        for done in generate_batch(model, jobs, embeds, tok.seg_id, tok.eos_id):
+            image = encoded[done.job.image_key]
+            ids = done.token_ids[:-1] if done.token_ids[-1:] == [tok.eos_id] else done.token_ids
+            text = tok.decode(ids)
             masks: list[MaskOutput] | None = None
-            text = tok.decode(done.token_ids[:-1] if done.token_ids[-1:] == [tok.eos_id] else done.token_ids)
-            if job.want_masks:
+            if done.job.want_masks:
                 masks = []
                 if len(done.seg_hidden):
-                    if sam_embedding is None:
-                        sam_embedding = model.encode_sam(image.sam[None])
-                    logits = model.masks(done.seg_hidden, sam_embedding, image.resized, image.original)
+                    if image.sam_embedding is None:  # SAM runs only for images that need masks
+                        image.sam_embedding = model.encode_sam(image.prepared.sam[None])
+                    prepared = image.prepared
+                    logits = model.masks(
+                        done.seg_hidden, image.sam_embedding, prepared.resized, prepared.original
+                    )
                     masks = mask_outputs(text, [encode_rle(m > 0) for m in logits])
             yield self.prediction(done, text, masks)
 
@@ -205,6 +244,26 @@ class GLaMMAdapter(Adapter):
         self.__dict__.pop("model", None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def plan_batches(jobs: Sequence[Job], batch_size: int) -> list[list[Job]]:
+    """Requests grouped by image (first-seen order), batches of about ``batch_size``; an
+    image's requests stay in one batch when they fit, so it is encoded once."""
+    by_image: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_image.setdefault(job.image_key, []).append(job)
+    batches: list[list[Job]] = []
+    current: list[Job] = []
+    for group in by_image.values():
+        for start in range(0, len(group), batch_size):
+            part = group[start : start + batch_size]
+            if current and len(current) + len(part) > batch_size:
+                batches.append(current)
+                current = []
+            current.extend(part)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def check_vocab(tokenizer: GLaMMTokenizer, vocab_size: int, source: Path) -> None:

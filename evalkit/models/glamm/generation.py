@@ -112,3 +112,79 @@ def generate(
         state = model.llm.model(inputs_embeds=step, cache=cache, use_cache=True).last_hidden_state[0, -1]
     seg = torch.stack(seg_states) if seg_states else embeds.new_zeros(0, embeds.shape[-1])
     return Generated(job, tokens, logprobs, seg)
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: GLaMMModel,
+    jobs: list[Job],
+    embeds: list[torch.Tensor],
+    seg_token_id: int,
+    eos_token_id: int,
+) -> list[Generated]:
+    """Decode several answers together: ``embeds[i]`` is job i's decoder input
+    (:meth:`GLaMMModel.embed_inputs`). The prompts are left-padded (masked, with positions
+    counted from each prompt's first token), so every row computes what :func:`generate`
+    computes alone, up to floating-point summation order; a row that has finished waits
+    for the others."""
+    from transformers import DynamicCache
+
+    rows, length = len(jobs), max(e.shape[0] for e in embeds)
+    batch = embeds[0].new_zeros(rows, length, embeds[0].shape[-1])
+    attention = torch.zeros(rows, length, dtype=torch.long, device=batch.device)
+    for i, e in enumerate(embeds):
+        batch[i, length - e.shape[0] :] = e
+        attention[i, length - e.shape[0] :] = 1
+    positions = (attention.cumsum(1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.llm.config)
+    out = model.llm.model(
+        inputs_embeds=batch, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True
+    )
+    states = out.last_hidden_state[:, -1]
+    next_position = positions[:, -1:] + 1
+    generators = [row_generator(job) for job in jobs]
+    tokens: list[list[int]] = [[] for _ in jobs]
+    logprobs: list[list[float] | None] = [[] if job.want_logprobs else None for job in jobs]
+    seg_states: list[list[torch.Tensor]] = [[] for _ in jobs]
+    active = [job.max_new_tokens > 0 for job in jobs]
+    while any(active):
+        logits = model.llm.lm_head(states)
+        scores = logits.float().log_softmax(-1) if any(lp is not None for lp in logprobs) else None
+        chosen = []
+        for i, job in enumerate(jobs):
+            if not active[i]:
+                chosen.append(eos_token_id)
+                continue
+            token = choose_next(logits[i], job, generators[i])
+            row_logprobs = logprobs[i]
+            if row_logprobs is not None and scores is not None:
+                row_logprobs.append(float(scores[i, token]))
+            tokens[i].append(token)
+            if token == seg_token_id:
+                seg_states[i].append(states[i])
+            if token == eos_token_id or len(tokens[i]) >= job.max_new_tokens:
+                active[i] = False
+            chosen.append(token)
+        if not any(active):
+            break
+        attention = torch.cat([attention, attention.new_ones(rows, 1)], dim=1)
+        step = model.embed_text(torch.tensor(chosen)[:, None])
+        out = model.llm.model(
+            inputs_embeds=step,
+            attention_mask=attention,
+            position_ids=next_position,
+            cache=cache,
+            use_cache=True,
+        )
+        states = out.last_hidden_state[:, -1]
+        next_position = next_position + 1
+    width = batch.shape[-1]
+    return [
+        Generated(
+            job,
+            tokens[i],
+            logprobs[i],
+            torch.stack(seg_states[i]) if seg_states[i] else batch.new_zeros(0, width),
+        )
+        for i, job in enumerate(jobs)
+    ]
