@@ -137,6 +137,20 @@ def test_clip_view_is_a_centre_crop_and_sam_view_is_padded() -> None:
     assert abs(float(sam[0, 0, 32]) - (255 - 123.675) / 58.395) < 1e-4
 
 
+@pytest.mark.parametrize("shape", [(70, 90), (90, 70), (56, 56), (101, 57)])
+def test_clip_view_equals_transformers_clip_image_processor(shape: tuple[int, int]) -> None:
+    """``CLIPImageProcessor.preprocess`` with the clip-vit-large-patch14-336 settings (shortest
+    edge, bicubic, centre crop), at a small size."""
+    from transformers import CLIPImageProcessor
+
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}, resample=3, do_center_crop=True
+    )
+    pixels = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    expected = processor.preprocess(pixels, return_tensors="pt")["pixel_values"][0]
+    assert torch.equal(clip_view(Image.fromarray(pixels), 56), expected)
+
+
 # ---------------------------------------------------------------------- the model
 @pytest.fixture(scope="module")
 def tok() -> GLaMMTokenizer:
