@@ -61,8 +61,8 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
 
 def add_judge_args(p: argparse.ArgumentParser) -> None:
     """The LLM judge of judged tasks (scored at `run` and `score` time). The key is never an
-    option: it is read from an environment variable (EVALKIT_JUDGE_API_KEY / OPENAI_API_KEY
-    or the one --judge-api-key-env names)."""
+    option: it is read from an environment variable (EVALKIT_JUDGE_API_KEY, or the one
+    --judge-api-key-env names; OPENAI_API_KEY only for OpenAI's own host)."""
     g = p.add_argument_group("LLM judge (judged tasks)")
     g.add_argument(
         "--judge-base-url", metavar="URL", help="OpenAI-compatible endpoint (or EVALKIT_JUDGE_BASE_URL)"

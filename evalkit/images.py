@@ -3,13 +3,44 @@ and the request."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from PIL import Image, UnidentifiedImageError
 
 from evalkit.errors import DataError
 from evalkit.records import Request
+
+
+def image_in(root: Path, name: str, record: str | None = None) -> Path:
+    """``root / name``, refusing a ``name`` that leaves ``root`` (``../``, an absolute path,
+    a NUL byte): an image path comes from the data, and the ``api`` adapter uploads the file
+    while the HTML report embeds it, so a hostile ``file_name`` must not read any other file.
+
+    The check is on the name (``..`` collapsed), not on the resolved file: a merged images
+    folder of symbolic links (Osprey's COCO layout) stays readable.
+
+    Example:
+        >>> str(image_in(Path("/data/coco"), "val2017/0001.jpg"))
+        '/data/coco/val2017/0001.jpg'
+    """
+    normal = os.path.normpath(name) if name else name
+    if (
+        not name
+        or "\0" in name
+        or PurePath(name).is_absolute()
+        or name.startswith(("/", "\\"))
+        or normal == ".."
+        or normal.startswith(("../", "..\\"))
+    ):
+        raise DataError(
+            root,
+            f"image file name {name!r} is not a path inside the images folder; "
+            "image names must be relative and stay inside it (no '..', no absolute path)",
+            record,
+        )
+    return root / name
 
 
 def load_rgb(path: str | Path, record: str | None = None) -> Image.Image:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import DataError
+from evalkit.images import image_in
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
 from evalkit.registry import Registry
@@ -131,17 +132,18 @@ def require_path(data: Mapping[str, Path | None], key: str) -> Path:
     return path
 
 
-def image_path(images: Path | None, file_name: str) -> str | None:
-    return str(images / file_name) if images is not None else None
+def image_path(images: Path | None, file_name: str, record: str | None = None) -> str | None:
+    """``images/file_name``; a name leaving the folder is a DataError (:func:`image_in`)."""
+    return str(image_in(images, file_name, record)) if images is not None else None
 
 
-def coco_image_path(images: Path | None, file_name: str) -> str | None:
+def coco_image_path(images: Path | None, file_name: str, record: str | None = None) -> str | None:
     """``images/file_name`` if it exists, else Osprey's ``images/<last _ field>``
     (its COCO copies drop the ``COCO_val2014_`` prefix)."""
     if images is None:
         return None
-    exact = images / file_name
+    exact = image_in(images, file_name, record)
     if exact.exists():
         return str(exact)
-    short = images / file_name.split("_")[-1]
+    short = image_in(images, file_name.split("_")[-1], record)
     return str(short) if short.exists() else str(exact)

@@ -37,6 +37,8 @@ CASES = [
     "malformed_json",
     "predictions_unknown_id",
     "predictions_missing_id",
+    "image_path_traversal",
+    "image_path_absolute",
 ]
 
 

@@ -31,6 +31,7 @@ from evalkit.hashing import sha256_path
 from evalkit.models import Adapter, check_serves
 from evalkit.protocol import ScoreResult, ScoringContext
 from evalkit.records import Prediction, Request, Sample
+from evalkit.redact import redact_argv
 from evalkit.results import PREDICTIONS_FILE, SAMPLES_FILE, Provenance, Results, Timings, git_sha, now_iso
 from evalkit.task import Task
 
@@ -360,7 +361,7 @@ def finish(run: RunInputs, outcome: GenerationOutcome, scoring: ScoringContext |
         ),
         # A predictions file has no such counts: its results keep the empty {} they always had.
         requests=outcome.counts.to_json() if outcome.counts is not None else {},
-        command=_redacted(sys.argv),
+        command=redact_argv(sys.argv),
     )
     results = Results(
         task=run.task.name,
@@ -377,16 +378,3 @@ def finish(run: RunInputs, outcome: GenerationOutcome, scoring: ScoringContext |
     )
     results.write(run.output)
     return results
-
-
-def _redacted(argv: Sequence[str]) -> list[str]:
-    """The command line with anything that looks like a secret in --model-args hidden."""
-    out = []
-    for arg in argv:
-        parts = []
-        for part in arg.split(","):
-            key = part.split("=", 1)[0].lower()
-            secret = "=" in part and any(w in key for w in ("key", "token", "secret", "password"))
-            parts.append(f"{part.split('=', 1)[0]}=***" if secret else part)
-        out.append(",".join(parts))
-    return out

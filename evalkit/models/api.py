@@ -7,11 +7,11 @@ prompt the ``<image>`` placeholder is removed and the i-th ``<region>`` becomes
 ``max_tokens`` (from ``max_new_tokens``) and ``seed``.
 
 Model args: ``base_url`` and ``model`` (required), ``api_key_env`` (name of the variable with
-the key; default ``EVALKIT_API_KEY`` then ``OPENAI_API_KEY``; the key itself is never an
-argument), ``max_concurrency``, ``timeout``, ``max_attempts``, ``backoff_base``,
-``backoff_max``, ``detail`` (image detail, default ``high``), ``cache`` (a path, or ``off``;
-default ``api_cache.sqlite`` in the cache folder, :func:`evalkit.files.cache_dir`:
-``$EVALKIT_CACHE``, else ``~/.cache/evalkit``).
+the key; default ``EVALKIT_API_KEY``, and ``OPENAI_API_KEY`` only when ``base_url`` is
+OpenAI's own host; the key itself is never an argument), ``max_concurrency``, ``timeout``,
+``max_attempts``, ``backoff_base``, ``backoff_max``, ``detail`` (image detail, default
+``high``), ``cache`` (a path, or ``off``; default ``api_cache.sqlite`` in the cache folder,
+:func:`evalkit.files.cache_dir`: ``$EVALKIT_CACHE``, else ``~/.cache/evalkit``).
 
 A request that still fails after ``max_attempts`` is not answered: the engine reports it and
 keeps every finished answer, so the next run retries only the failures.
@@ -28,9 +28,10 @@ from evalkit.errors import ConfigError
 from evalkit.hashing import sha256_bytes
 from evalkit.judge.client import ChatCall, ChatClient
 from evalkit.judge.prompts import png_data_url
-from evalkit.judge.settings import ClientSettings, cache_path_from, parse_numbers
+from evalkit.judge.settings import ClientSettings, cache_path_from, key_vars_for, parse_numbers
 from evalkit.models import Adapter, register_model
 from evalkit.records import IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, Prediction, Request
+from evalkit.redact import redact_url
 from evalkit.render import marks_png
 
 RENDER_VERSION = "som-1"  # bump when the drawing changes: cached answers depend on it
@@ -62,7 +63,9 @@ class ApiAdapter(Adapter):
 
     def fingerprint(self) -> dict[str, Any]:
         return {
-            "base_url": self.settings.base_url,
+            # recorded in results: a key inside the URL is masked (identity otherwise, so
+            # store keys of URLs without secrets are unchanged)
+            "base_url": redact_url(self.settings.base_url),
             "model": self.settings.model,
             "render": RENDER_VERSION,
             "detail": self.detail,
@@ -146,7 +149,7 @@ def api(
     settings = ClientSettings(
         base_url=base_url,
         model=model,
-        api_key_vars=(api_key_env,) if api_key_env else ("EVALKIT_API_KEY", "OPENAI_API_KEY"),
+        api_key_vars=key_vars_for(base_url, api_key_env, "EVALKIT_API_KEY", "api: api_key_env"),
         cache_path=cache_path_from(cache, "api_cache.sqlite"),
         **parse_numbers(
             {

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from evalkit.errors import DataError
+from evalkit.images import image_in
 from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample
 from evalkit.regions import Region
@@ -52,10 +53,10 @@ def vg_image_path(images: Path | None, image_id: int, url: str | None) -> str | 
     if url:
         parts = PurePosixPath(url).parts
         if len(parts) >= 2:
-            nested = images / parts[-2] / parts[-1]
+            nested = image_in(images, f"{parts[-2]}/{parts[-1]}", f"image {image_id}")
             if nested.exists() or not (images / parts[-1]).exists():
                 return str(nested)
-            return str(images / parts[-1])
+            return str(image_in(images, parts[-1], f"image {image_id}"))
     return str(images / name)
 
 

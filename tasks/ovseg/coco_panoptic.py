@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from evalkit.errors import DataError
+from evalkit.images import image_in
 from evalkit.metrics.panoptic import Segment
 from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample, SampleInfo
@@ -336,7 +337,9 @@ def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool)
                     image=image,
                     regions=[regions[sid]] if with_regions else [],
                     target=category.name,
-                    image_path=str(images / image) if images is not None else None,
+                    image_path=str(image_in(images, image, str(ann.image_id)))
+                    if images is not None
+                    else None,
                     meta=SegmentInfo(
                         image_id=ann.image_id,
                         segment_id=sid,

@@ -91,7 +91,7 @@ def _subset_record(
                     image=file_name,
                     regions=[region],
                     target=category,
-                    image_path=image_path(images, file_name),
+                    image_path=image_path(images, file_name, where),
                 )
             )
     return samples
@@ -155,7 +155,7 @@ def read_coco_style(
                         image=file_name,
                         regions=[region],
                         target=category,
-                        image_path=image_path(images, file_name),
+                        image_path=image_path(images, file_name, where),
                     )
                 )
     note = (

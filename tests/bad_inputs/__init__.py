@@ -181,6 +181,25 @@ def build(root: Path) -> list[Case]:
     folder = dataset("malformed_json", raw=json.dumps(good)[:-20].encode())
     cases.append(Case("malformed_json", run_args(folder), ["ann.json", "malformed JSON"]))
 
+    for name, file_name in (
+        ("image_path_traversal", "../../outside.jpg"),
+        ("image_path_absolute", "/etc/hostname"),
+    ):
+        recs = copy.deepcopy(good)
+        recs[1]["file_name"] = file_name
+        folder = dataset(name, recs)
+        cases.append(
+            Case(
+                name,
+                run_args(folder),
+                [
+                    "images",
+                    f"record #1 ({file_name})",
+                    f"{file_name!r} is not a path inside the images folder",
+                ],
+            )
+        )
+
     folder = dataset("predictions_unknown_id", good)
     ids = [f"img{i}#{k}" for i in range(3) for k in range(2)]
     preds = folder / "preds.jsonl"
