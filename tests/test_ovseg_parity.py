@@ -126,3 +126,76 @@ def test_perfect_answers_score_100(tmp_path: Path, fake_minilm: None) -> None:
     assert m["miou"] == pytest.approx(100.0)
     assert m["pq_th"] == pytest.approx(100.0)
     assert np.isfinite(m["ap"]) and m["ap"] > 50
+
+
+def test_equal_answers_keep_query_order_in_ap(tmp_path: Path, fake_minilm: None) -> None:
+    """Issue 20 A1: three regions all answered "cls0" (two cars, one person in between by
+    segment id, the person the largest). The reference's float32 scores tie, so COCOeval
+    keeps query order (car, person, car); float64 put the large person first."""
+    from PIL import Image
+
+    from tests.ovseg_support import _rle, id2rgb
+
+    h, w = 40, 40
+    pan = np.full((h, w), 4, dtype=np.uint32)  # 4: road (stuff) around everything
+    pan[0:10, 0:10] = 1  # car, 100 px
+    pan[10:30, 10:30] = 2  # person, 400 px
+    pan[30:35, 30:40] = 3  # car, 50 px
+    root = tmp_path / "data"
+    (root / "panoptic").mkdir(parents=True)
+    (root / "semantic").mkdir()
+    Image.fromarray(id2rgb(pan)).save(root / "panoptic" / "img_0.png")
+    sem = np.select([pan == 1, pan == 2, pan == 3], [0, 1, 0], 3).astype(np.uint8)
+    Image.fromarray(sem).save(root / "semantic" / "img_0.png")
+    cats = [{"id": k, "name": f"cls{k}", "isthing": int(k < 2)} for k in range(4)]
+    seg_cat = {1: 0, 2: 1, 3: 0, 4: 3}
+    infos = [
+        {"id": i, "category_id": c, "area": int((pan == i).sum()), "iscrowd": 0, "bbox": [0, 0, 1, 1]}
+        for i, c in seg_cat.items()
+    ]
+    images = [{"id": "img_0", "file_name": "img_0.jpg", "height": h, "width": w}]
+    pan_json = root / "panoptic.json"
+    pan_json.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": [{"image_id": "img_0", "file_name": "img_0.png", "segments_info": infos}],
+                "categories": cats,
+            }
+        )
+    )
+    anns = [
+        {
+            "id": i,
+            "image_id": "img_0",
+            "category_id": c,
+            "iscrowd": 0,
+            "segmentation": _rle(pan == i),
+            "area": int((pan == i).sum()),
+        }
+        for i, c in seg_cat.items()
+        if c < 2
+    ]
+    inst_json = root / "instances.json"
+    inst_json.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats[:2]}))
+    vocab = root / "vocabulary.txt"
+    vocab.write_text("0:invalid_class_id\n" + "\n".join(f"{k + 1}:cls{k},cls{k} alt" for k in range(4)))
+    paths = {
+        "panoptic_json": pan_json,
+        "panoptic_root": root / "panoptic",
+        "semantic_root": root / "semantic",
+        "instances_json": inst_json,
+        "vocabulary": vocab,
+    }
+    preds = tmp_path / "preds.jsonl"
+    answers = {1: "cls0", 2: "cls0", 3: "cls0", 4: "cls3"}
+    preds.write_text("".join(json.dumps({"id": f"img_0#{i}", "text": t}) + "\n" for i, t in answers.items()))
+    ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
+    ref = reference_for(paths, preds, json.loads(inst_json.read_text()))
+    assert ours["metrics"]["ap"] == pytest.approx(ref["ap"], abs=1e-6)
+    assert ours["metrics"]["ap50"] == pytest.approx(ref["ap50"], abs=1e-6)
+    # By hand, AP of car (TP, FP, TP at any IoU: precision 1 to recall 0.5, then 2/3) and of
+    # person (its one detection, tied with two FPs, comes second: 1/2), over 101 recall points.
+    car = (51 * 1.0 + 50 * 2 / 3) / 101
+    person = 101 * 0.5 / 101
+    assert ours["metrics"]["ap"] == pytest.approx(100 * (car + person) / 2, abs=1e-6)

@@ -273,6 +273,10 @@ class OpenVocabSegmentation(TaskProtocol[OvsegArgs]):
         ]
         deviations = list(self.args.notes)
         deviations.append(
+            "instance detections in a stable top-k order (equal scores: query order); the "
+            "reference's topk(sorted=False) order on CUDA is unspecified"
+        )
+        deviations.append(
             "instance AP ground truth: "
             + (f"{truth.path.name}" if truth else "panoptic thing segments (crowds as iscrowd)")
         )
