@@ -26,7 +26,7 @@ from evalkit.engine.generate import generate_into_store, input_kinds
 from evalkit.engine.predictions_io import read_predictions, write_jsonl, write_predictions
 from evalkit.engine.sample_rows import with_sample_blocks
 from evalkit.engine.store import PredictionStore, adopt_previous, merge_stores, prediction_key
-from evalkit.errors import EvalkitError, PredictionsError
+from evalkit.errors import ConfigError, EvalkitError, PredictionsError
 from evalkit.hashing import sha256_path
 from evalkit.models import Adapter, check_serves
 from evalkit.protocol import ScoreResult, ScoringContext
@@ -47,6 +47,9 @@ class Loaded:
 
 
 def load(task: Task, data: Mapping[str, Path | None], limit: int | None, on_error: str = "fail") -> Loaded:
+    if limit is not None and limit < 1:
+        # 0 would score nothing; -1 would drop the last sample (a Python slice)
+        raise ConfigError(f"limit must be >= 1, got {limit}")
     read = task.load_samples(data, on_error)
     samples = read.samples[:limit] if limit is not None else read.samples
     notes = list(read.notes)
