@@ -4,7 +4,7 @@ and the request."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 
 from PIL import Image, UnidentifiedImageError
@@ -41,6 +41,32 @@ def image_in(root: Path, name: str, record: str | None = None) -> Path:
             record,
         )
     return root / name
+
+
+def image_roots(images: Path) -> list[Path]:
+    """The image folders of an ``images`` data path: one folder, or several joined with
+    ``os.pathsep`` (``coco/train2017:coco/val2017``: LVIS v1 val draws on both)."""
+    text = str(images)
+    return [Path(part) for part in text.split(os.pathsep) if part] if os.pathsep in text else [images]
+
+
+def find_image(images: Path, names: Sequence[str], record: str | None = None) -> Path:
+    """The first of ``names`` found in the first image folder holding it (folders in the
+    order given, names in order); none found: the first name in the first folder (so the
+    error that follows names where evalkit looked first). Each name must stay inside its
+    folder (:func:`image_in`)."""
+    roots = image_roots(images)
+    first: Path | None = None
+    for name in names:
+        for root in roots:
+            path = image_in(root, name, record)
+            first = first or path
+            if len(roots) == 1 and len(names) == 1:
+                return path  # nothing to choose: no file system look-up
+            if path.exists():
+                return path
+    assert first is not None, "find_image needs at least one name"
+    return first
 
 
 def load_rgb(path: str | Path, record: str | None = None) -> Image.Image:

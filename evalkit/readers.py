@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import DataError
-from evalkit.images import image_in
+from evalkit.images import find_image, image_in, image_roots
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
 from evalkit.registry import Registry
@@ -133,17 +133,21 @@ def require_path(data: Mapping[str, Path | None], key: str) -> Path:
 
 
 def image_path(images: Path | None, file_name: str, record: str | None = None) -> str | None:
-    """``images/file_name``; a name leaving the folder is a DataError (:func:`image_in`)."""
-    return str(image_in(images, file_name, record)) if images is not None else None
+    """``images/file_name``; with several image folders (``os.pathsep``-joined), the first
+    that holds it. A name leaving its folder is a DataError (:func:`image_in`)."""
+    return str(find_image(images, [file_name], record)) if images is not None else None
 
 
 def coco_image_path(images: Path | None, file_name: str, record: str | None = None) -> str | None:
     """``images/file_name`` if it exists, else Osprey's ``images/<last _ field>``
-    (its COCO copies drop the ``COCO_val2014_`` prefix)."""
+    (its COCO copies drop the ``COCO_val2014_`` prefix); in each image folder in turn."""
     if images is None:
         return None
-    exact = image_in(images, file_name, record)
-    if exact.exists():
-        return str(exact)
-    short = image_in(images, file_name.split("_")[-1], record)
-    return str(short) if short.exists() else str(exact)
+    short = file_name.split("_")[-1]
+    names = [file_name] if short == file_name else [file_name, short]
+    roots = image_roots(images)
+    for root in roots:  # folder by folder: a folder's own spelling before the next folder
+        found = find_image(root, names, record)
+        if found.exists():
+            return str(found)
+    return str(image_in(roots[0], file_name, record))

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from evalkit.errors import DataError
-from evalkit.images import image_in
+from evalkit.images import find_image
 from evalkit.metrics.panoptic import Segment
 from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample, SampleInfo
@@ -337,7 +337,7 @@ def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool)
                     image=image,
                     regions=[regions[sid]] if with_regions else [],
                     target=category.name,
-                    image_path=str(image_in(images, image, str(ann.image_id)))
+                    image_path=str(find_image(images, [image], str(ann.image_id)))
                     if images is not None
                     else None,
                     meta=SegmentInfo(
