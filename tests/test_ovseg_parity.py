@@ -45,10 +45,15 @@ def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> di
         texts[row["id"]] = row["text"]
     outputs = []
     for ann in pan["annotations"]:
-        ids = sorted(s["id"] for s in ann["segments_info"])
-        answers = [clean_decoded(texts[f"{ann['image_id']}#{sid}"]) for sid in ids]
-        cos = class_cosines(answers, vocab, fake_encoder)
         pan_gt = rgb2id_file(paths["panoptic_root"] / ann["file_name"])
+        # The reference asks about query j = the j-th id of the PNG; it asks min(300, JSON
+        # segments) questions, so a JSON segment without pixels is a question about an empty
+        # mask beyond the PNG's ids (void: its answer changes nothing).
+        in_png = set(np.unique(pan_gt).tolist())
+        json_ids = sorted(s["id"] for s in ann["segments_info"])
+        ids = [i for i in json_ids if i in in_png] + [i for i in json_ids if i not in in_png]
+        answers = [clean_decoded(texts.get(f"{ann['image_id']}#{sid}", "unasked")) for sid in ids]
+        cos = class_cosines(answers, vocab, fake_encoder)
         out = dense_inference(pan_gt, cos, len(ids), thing)
         out.image_id = ann["image_id"]
         outputs.append(out)
@@ -199,3 +204,24 @@ def test_equal_answers_keep_query_order_in_ap(tmp_path: Path, fake_minilm: None)
     car = (51 * 1.0 + 50 * 2 / 3) / 101
     person = 101 * 0.5 / 101
     assert ours["metrics"]["ap"] == pytest.approx(100 * (car + person) / 2, abs=1e-6)
+
+
+def test_json_segments_without_pixels_are_misses_as_in_panopticapi(tmp_path: Path, fake_minilm: None) -> None:
+    """Issue 20 A4: ADE's JSON may name segments with no pixel in the PNG. The reference never
+    asks about them (its queries are the PNG's ids) and panopticapi counts each as a false
+    negative; evalkit raised a DataError."""
+    paths = make_dataset(tmp_path / "data", n_images=3, n_classes=12, n_things=7, segments=10, seed=8)
+    preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=8, p_correct=0.8)
+    pan = json.loads(paths["panoptic_json"].read_text())
+    # thing class 0 (a miss for PQ-Th) in the middle of the id order, and a stuff class 9
+    pan["annotations"][0]["segments_info"].append({"id": 3, "category_id": 0, "area": 40, "iscrowd": 0})
+    pan["annotations"][1]["segments_info"].append({"id": 5, "category_id": 9, "area": 12, "iscrowd": 0})
+    paths["panoptic_json"].write_text(json.dumps(pan))
+    ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
+    ref = reference_for(paths, preds, json.loads(paths["instances_json"].read_text()))
+    for name, value in ref.items():
+        assert ours["metrics"][name] == pytest.approx(value, abs=1e-6), name
+    img0, img1 = pan["annotations"][0]["image_id"], pan["annotations"][1]["image_id"]
+    assert ours["counts"]["segments_without_pixels"] == 2
+    assert ours["segments_without_pixels"] == [f"{img0}#3", f"{img1}#5"]
+    assert any("2 JSON segment(s) have no pixel" in d for d in ours["provenance"]["deviations"])
