@@ -21,6 +21,7 @@ from evalkit.errors import DataError
 from evalkit.images import find_image, image_in, image_roots
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
+from evalkit.regions.region import degenerate_polygons
 from evalkit.registry import Registry
 
 
@@ -45,6 +46,19 @@ class RecordErrors:
         if self.policy not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {self.policy!r}")
         self.skipped: list[str] = []
+        # Records read as the reference reads them though they are odd (degenerate polygons):
+        # "<file>, record <where>: what was done", summarised in the results' notes.
+        self.odd: list[str] = []
+
+    def odd_notes(self) -> list[str]:
+        """One note for what :attr:`odd` holds (nothing when it is empty)."""
+        if not self.odd:
+            return []
+        shown = "; ".join(self.odd[:5]) + ("; ..." if len(self.odd) > 5 else "")
+        return [
+            f"{len(self.odd)} annotation(s) with degenerate polygons, rasterised as the reference's "
+            f"pycocotools does (an odd count loses its last number, < 3 points add no pixel): {shown}"
+        ]
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -114,15 +128,22 @@ def typed_field(
     return value
 
 
-def segmentation_region(path: Path, ann: Any, height: int, width: int, where: str) -> Region:
+def segmentation_region(
+    path: Path, ann: Any, height: int, width: int, where: str, odd: list[str] | None = None
+) -> Region:
     """The region of annotation ``ann``'s COCO ``segmentation`` (polygons or RLE) in a
-    ``height`` x ``width`` image; DataError when it has none or it is invalid."""
+    ``height`` x ``width`` image; DataError when it has none or it is invalid. Degenerate
+    polygons the reference rasterises anyway are rasterised likewise and listed in ``odd``."""
     if not isinstance(ann, dict) or "segmentation" not in ann:
         raise DataError(path, "annotation has no 'segmentation'", where)
     try:
-        return Region.from_segmentation(ann["segmentation"], height, width)
+        region = Region.from_segmentation(ann["segmentation"], height, width)
     except RegionError as exc:
         raise DataError(path, f"invalid segmentation: {exc}", where) from exc
+    seg = ann["segmentation"]
+    if odd is not None and isinstance(seg, list) and (bad := degenerate_polygons(seg)):
+        odd.append(f"{where}: polygon(s) {bad} with {[len(seg[k]) for k in bad]} coordinates")
+    return region
 
 
 def require_path(data: Mapping[str, Path | None], key: str) -> Path:

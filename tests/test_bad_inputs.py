@@ -39,6 +39,9 @@ CASES = [
     "predictions_missing_id",
     "image_path_traversal",
     "image_path_absolute",
+    "polygon_nan",
+    "polygon_infinite",
+    "polygon_huge",
 ]
 
 

@@ -19,6 +19,7 @@ tight pixel extent, boxes become rectangle masks covering the pixels they contai
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -59,6 +60,14 @@ class Region:
 
     @staticmethod
     def from_polygons(polygons: Sequence[Sequence[float]], height: int, width: int) -> Region:
+        """Polygons rasterised as the reference does (pycocotools ``frPyObjects`` + ``merge``,
+        Osprey's ``annToMask``), including what it does with degenerate ones
+        (:func:`degenerate_polygons`: an odd count loses its last number, fewer than 3 points
+        add no pixel). Refused, with a clear error, exactly where pycocotools fails too: an
+        empty list, or a first polygon of fewer than 5 numbers (it takes 4 numbers for a box
+        and then rejects the list). Coordinates must be finite and within one image size of
+        the image: pycocotools walks every polygon edge pixel by pixel, so a NaN or a 1e12
+        coordinate exhausts memory instead of failing."""
         _check_size(height, width)
         if len(polygons) == 0:
             raise RegionError("segmentation is an empty polygon list")
@@ -67,13 +76,15 @@ class Region:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly
             ):
                 raise RegionError(f"polygon {k} is not a flat list of numbers")
-            if len(poly) < 6 or len(poly) % 2:
-                raise RegionError(
-                    f"polygon {k} has {len(poly)} coordinates; a polygon needs >= 3 (x, y) points"
-                )
-        xs = [float(v) for p in polygons for v in p[0::2]]
+            _check_polygon_coordinates(k, poly, height, width)
+        if len(polygons[0]) < 5:
+            raise RegionError(
+                f"polygon 0 has {len(polygons[0])} coordinates; a polygon needs >= 3 (x, y) points "
+                "(pycocotools, with which the reference rasterises, cannot read it either)"
+            )
+        xs = [float(v) for p in polygons for v in p[0 : len(p) - len(p) % 2 : 2]]
         ys = [float(v) for p in polygons for v in p[1::2]]
-        if max(xs) <= 0 or max(ys) <= 0 or min(xs) >= width or min(ys) >= height:
+        if not xs or max(xs) <= 0 or max(ys) <= 0 or min(xs) >= width or min(ys) >= height:
             raise RegionError(f"polygon lies outside the {width}x{height} image")
         rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
         merged = mask_utils.merge(rles)
@@ -112,6 +123,7 @@ class Region:
         _check_size(height, width)
         if len(box) != 4:
             raise RegionError(f"a box has 4 numbers, got {len(box)}")
+        _check_finite(box, "box")
         x1, y1, a, b = (float(v) for v in box)
         x2, y2 = (x1 + a, y1 + b) if fmt == "xywh" else (a, b)
         if not (x2 > x1 and y2 > y1):
@@ -232,6 +244,12 @@ def box_to_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
     return mask
 
 
+def degenerate_polygons(polygons: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the polygons pycocotools rasterises other than as written: an odd number
+    of coordinates (the last is dropped) or fewer than 3 points (no pixel)."""
+    return [k for k, p in enumerate(polygons) if len(p) < 6 or len(p) % 2]
+
+
 def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
     return Region.from_polygons(polygons, height, width).to_mask()
 
@@ -259,9 +277,39 @@ def _rle_to_json(rle: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The largest image side a region may claim: dense masks of its image are allocated (box
+# to mask, decoding), so a size from a hostile file must not ask for terabytes.
+MAX_SIDE = 65_536
+
+
 def _check_size(height: int, width: int) -> None:
     if not (isinstance(height, int) and isinstance(width, int)) or height <= 0 or width <= 0:
         raise RegionError(f"image size must be positive integers, got height={height!r} width={width!r}")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise RegionError(f"image size {width}x{height} exceeds {MAX_SIDE} pixels a side")
+
+
+def _check_finite(values: Sequence[float], what: str) -> None:
+    for v in values:
+        if not math.isfinite(float(v)):
+            raise RegionError(f"{what} has a coordinate that is not a finite number ({v!r})")
+
+
+def _check_polygon_coordinates(k: int, poly: Sequence[float], height: int, width: int) -> None:
+    """Finite, and at most one image size beyond each edge (annotations stray a few pixels)."""
+    _check_finite(poly, f"polygon {k}")
+    xs, ys = poly[0::2], poly[1::2]
+    if xs and (
+        min(xs) < -width
+        or max(xs) > 2 * width
+        or min(ys, default=0) < -height
+        or max(ys, default=0) > 2 * height
+    ):
+        raise RegionError(
+            f"polygon {k} has coordinates far outside the {width}x{height} image "
+            f"(x in [{min(xs):g}, {max(xs):g}], y in [{min(ys, default=0):g}, {max(ys, default=0):g}]; "
+            f"allowed: one image size beyond each edge)"
+        )
 
 
 def _check_points(
@@ -274,6 +322,7 @@ def _check_points(
     for k, p in enumerate(points):
         if len(p) != 2:
             raise RegionError(f"point {k} is not an (x, y) pair: {p!r}")
+        _check_finite(p, f"point {k}")
         x, y = float(p[0]), float(p[1])
         if not (0 <= x < width and 0 <= y < height):
             raise RegionError(f"point {k} ({x}, {y}) lies outside the {width}x{height} image")

@@ -200,6 +200,18 @@ def build(root: Path) -> list[Case]:
             )
         )
 
+    # Coordinates pycocotools would walk pixel by pixel (NaN, infinity, 1e12): validated first,
+    # or the process is killed for memory, even with --on-error skip.
+    for name, value, expect in (
+        ("polygon_nan", float("nan"), "not a finite number (nan)"),
+        ("polygon_infinite", float("inf"), "not a finite number (inf)"),
+        ("polygon_huge", 1e12, "coordinates far outside the 50x40 image"),
+    ):
+        recs = copy.deepcopy(good)
+        recs[0]["annotations"][0]["segmentation"] = [[10, 10, value, 10, 30, 30, 10, 30]]
+        folder = dataset(name, recs)
+        cases.append(Case(name, run_args(folder), ["ann.json", "record #0 (img0.jpg) annotation 0", expect]))
+
     folder = dataset("predictions_unknown_id", good)
     ids = [f"img{i}#{k}" for i in range(3) for k in range(2)]
     preds = folder / "preds.jsonl"
