@@ -42,6 +42,10 @@ CASES = [
     "polygon_nan",
     "polygon_infinite",
     "polygon_huge",
+    "rle_short",
+    "rle_long",
+    "rle_garbage",
+    "rle_negative",
 ]
 
 

@@ -27,6 +27,8 @@ from typing import Any, Literal
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from evalkit.regions.rle import rle_problem
+
 RegionKind = Literal["mask", "box", "points", "scribble"]
 REGION_KINDS: tuple[RegionKind, ...] = ("mask", "box", "points", "scribble")
 
@@ -100,14 +102,24 @@ class Region:
             raise RegionError(f"RLE size {size} does not match the image size [{height}, {width}]")
         counts = rle["counts"]
         if isinstance(counts, list):  # uncompressed RLE
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+                raise RegionError("uncompressed RLE counts must be non-negative integers")
             if sum(counts) != height * width:
                 raise RegionError(f"uncompressed RLE covers {sum(counts)} pixels, image has {height * width}")
             compressed = mask_utils.frPyObjects(rle, height, width)
             return Region("mask", height, width, rle=_rle_to_json(compressed))
         if isinstance(counts, bytes):
-            counts = counts.decode("ascii")
+            try:
+                counts = counts.decode("ascii")
+            except UnicodeDecodeError:
+                raise RegionError("RLE counts are not a COCO RLE string (non-ASCII bytes)") from None
         if not isinstance(counts, str):
             raise RegionError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
+        # pycocotools decodes a string whose runs do not cover the size into uninitialised
+        # memory without a word: every run is checked first.
+        problem = rle_problem(counts, height * width, zero_runs=True)
+        if problem is not None:
+            raise RegionError(f"RLE counts are not a valid COCO RLE of a {width}x{height} mask ({problem})")
         return Region("mask", height, width, rle={"size": size, "counts": counts})
 
     @staticmethod

@@ -212,6 +212,20 @@ def build(root: Path) -> list[Case]:
         folder = dataset(name, recs)
         cases.append(Case(name, run_args(folder), ["ann.json", "record #0 (img0.jpg) annotation 0", expect]))
 
+    # RLEs pycocotools decodes silently into uninitialised memory, or crashes on.
+    tall = np.zeros((60, 50), np.uint8)
+    tall[5:55, 5:20] = 1
+    for name, counts, expect in (
+        ("rle_short", "52", "its runs cover 7 pixels, its size 2000"),
+        ("rle_long", Region.from_mask(tall).rle["counts"], "its runs cover 3000 pixels, its size 2000"),
+        ("rle_garbage", "0\x7f", "is not of the RLE alphabet"),
+        ("rle_negative", [-5, 2005], "must be non-negative integers"),
+    ):
+        recs = copy.deepcopy(good)
+        recs[2]["annotations"][1]["segmentation"] = {"size": [40, 50], "counts": counts}
+        folder = dataset(name, recs)
+        cases.append(Case(name, run_args(folder), ["ann.json", "record #2 (img2.jpg) annotation 1", expect]))
+
     folder = dataset("predictions_unknown_id", good)
     ids = [f"img{i}#{k}" for i in range(3) for k in range(2)]
     preds = folder / "preds.jsonl"
