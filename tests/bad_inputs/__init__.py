@@ -217,7 +217,7 @@ def build(root: Path) -> list[Case]:
     tall[5:55, 5:20] = 1
     for name, counts, expect in (
         ("rle_short", "52", "its runs cover 7 pixels, its size 2000"),
-        ("rle_long", Region.from_mask(tall).rle["counts"], "its runs cover 3000 pixels, its size 2000"),
+        ("rle_long", Region.from_mask(tall).rle["counts"], "its runs cover 3000 pixels, its size 2000"),  # type: ignore[index]
         ("rle_garbage", "0\x7f", "is not of the RLE alphabet"),
         ("rle_negative", [-5, 2005], "must be non-negative integers"),
     ):
