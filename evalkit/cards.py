@@ -21,9 +21,10 @@ sources win.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata, resources
 from importlib.abc import Traversable
@@ -77,6 +78,9 @@ class DataKey(DataFacts):
     default: str | None = None
     description: str = ""
     needed_for: list[str] = ["run", "score"]  # commands that cannot work without it
+    # Where to get it (a download page, the script that makes it): shown when it is missing.
+    # Built-in families keep theirs in data_sources.yaml beside the cards (see SOURCES_FILE).
+    source: str = ""
 
 
 class Variant(BaseModel):
@@ -141,13 +145,20 @@ class LoadedCard:
     # (depth first), so that a change to a base is a change to every card built on it.
     card_hash: str
     family: str | None
+    # data key -> where to get the file (the card's ``source``, else its family's
+    # data_sources.yaml): for the error that names a missing file.
+    data_sources: Mapping[str, str] = field(default_factory=dict)
 
 
 # A family's board (evalkit/report/boards.py reads it) and what it knows about its data files
 # (evalkit/data/facts.py reads it): neither is a card.
 BOARD_FILE = "board.yaml"
-DATA_FILE = "data.yaml"
-NOT_CARDS = (BOARD_FILE, DATA_FILE)
+DATA_FILE = "data.yaml"  # a family's data facts (evalkit data check)
+# A family's download pages, ``{task: {data key: where to get it}}``. Beside the cards and
+# not in them, so that adding a page never changes a card hash (nor the store keys built on
+# it): a download page changes no number.
+SOURCES_FILE = "data_sources.yaml"
+NOT_CARDS = frozenset({BOARD_FILE, DATA_FILE, SOURCES_FILE})
 
 
 def _builtin_files() -> Iterator[CardFile]:
@@ -184,6 +195,23 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a task card is a YAML mapping")
     return raw
+
+
+def _data_sources(folder: Traversable, card_source: str) -> dict[str, dict[str, str]]:
+    """The folder's :data:`SOURCES_FILE` (``{}`` without one)."""
+    entry = folder.joinpath(SOURCES_FILE)
+    if not entry.is_file():
+        return {}
+    where = f"{card_source.rsplit('/', 1)[0]}/{SOURCES_FILE}" if "/" in card_source else SOURCES_FILE
+    try:
+        raw = yaml.safe_load(entry.read_text("utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: malformed YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not all(
+        isinstance(keys, dict) and all(isinstance(v, str) for v in keys.values()) for keys in raw.values()
+    ):
+        raise ConfigError(f"{where}: expected {{task: {{data key: text}}}}")
+    return {str(task): {str(k): v for k, v in keys.items()} for task, keys in raw.items()}
 
 
 def merge_card(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,12 +302,20 @@ class CardCatalog:
 
     def load(self, name: str) -> LoadedCard:
         if name not in self.files:
-            raise ConfigError(f"unknown task {name!r} (known: {', '.join(self.names())})")
+            close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"unknown task {name!r}{hint} (known: {', '.join(self.names())}; `evalkit tasks` lists them)"
+            )
         entry = self.files[name]
         card, card_hash = parse_card(entry.text, entry.source, entry.folder)
         if card.name != name:
             raise ConfigError(f"{entry.source}: card name {card.name!r} does not match its file name")
-        return LoadedCard(card, entry.source, card_hash, entry.family)
+        listed = _data_sources(entry.folder, entry.source).get(name, {})
+        sources = {k: spec.source or listed.get(k, "") for k, spec in card.data.items()}
+        return LoadedCard(
+            card, entry.source, card_hash, entry.family, {k: v for k, v in sources.items() if v}
+        )
 
     def expand(self, name: str) -> list[str]:
         """A task name, or a group's member names (recursively), in the group's order."""

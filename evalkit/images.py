@@ -3,13 +3,70 @@ and the request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePath
 
 from PIL import Image, UnidentifiedImageError
 
 from evalkit.errors import DataError
 from evalkit.records import Request
+
+
+def image_in(root: Path, name: str, record: str | None = None) -> Path:
+    """``root / name``, refusing a ``name`` that leaves ``root`` (``../``, an absolute path,
+    a NUL byte): an image path comes from the data, and the ``api`` adapter uploads the file
+    while the HTML report embeds it, so a hostile ``file_name`` must not read any other file.
+
+    The check is on the name (``..`` collapsed), not on the resolved file: a merged images
+    folder of symbolic links (Osprey's COCO layout) stays readable.
+
+    Example:
+        >>> str(image_in(Path("/data/coco"), "val2017/0001.jpg"))
+        '/data/coco/val2017/0001.jpg'
+    """
+    normal = os.path.normpath(name) if name else name
+    if (
+        not name
+        or "\0" in name
+        or PurePath(name).is_absolute()
+        or name.startswith(("/", "\\"))
+        or normal == ".."
+        or normal.startswith(("../", "..\\"))
+    ):
+        raise DataError(
+            root,
+            f"image file name {name!r} is not a path inside the images folder; "
+            "image names must be relative and stay inside it (no '..', no absolute path)",
+            record,
+        )
+    return root / name
+
+
+def image_roots(images: Path) -> list[Path]:
+    """The image folders of an ``images`` data path: one folder, or several joined with
+    ``os.pathsep`` (``coco/train2017:coco/val2017``: LVIS v1 val draws on both)."""
+    text = str(images)
+    return [Path(part) for part in text.split(os.pathsep) if part] if os.pathsep in text else [images]
+
+
+def find_image(images: Path, names: Sequence[str], record: str | None = None) -> Path:
+    """The first of ``names`` found in the first image folder holding it (folders in the
+    order given, names in order); none found: the first name in the first folder (so the
+    error that follows names where evalkit looked first). Each name must stay inside its
+    folder (:func:`image_in`)."""
+    roots = image_roots(images)
+    first: Path | None = None
+    for name in names:
+        for root in roots:
+            path = image_in(root, name, record)
+            first = first or path
+            if len(roots) == 1 and len(names) == 1:
+                return path  # nothing to choose: no file system look-up
+            if path.exists():
+                return path
+    assert first is not None, "find_image needs at least one name"
+    return first
 
 
 def load_rgb(path: str | Path, record: str | None = None) -> Image.Image:

@@ -20,6 +20,7 @@ from typing import Any
 
 from evalkit.errors import PredictionsError
 from evalkit.records import MaskOutput, Prediction
+from evalkit.regions.rle import rle_problem, rle_runs  # noqa: F401 - rle_runs: public here too
 
 # GLaMM's grounded answer: a phrase in <p>...</p> followed by the [SEG] token its mask fills
 # (GLaMM e74865f, eval/gcg/infer.py reads the phrases with this pattern).
@@ -88,47 +89,6 @@ def _token_texts(
     if "".join(value) != obj["text"]:
         raise PredictionsError(path, f'id {pid!r}: "token_texts" do not join to its "text"', record)
     return list(value)
-
-
-def rle_runs(counts: str) -> list[int]:
-    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``,
-    maskApi.c: 5-bit groups from character - 48, 0x20 continues, 0x10 signs the last group,
-    runs after the second stored as the difference to the run two before)."""
-    runs: list[int] = []
-    p = 0
-    while p < len(counts):
-        x = k = 0
-        more = True
-        while more:
-            if p >= len(counts):
-                raise ValueError("the string ends inside a run")
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"character {counts[p]!r} is not of the RLE alphabet")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        runs.append(x)
-    return runs
-
-
-def rle_problem(counts: str, pixels: int) -> str | None:
-    """Why ``counts`` is not an RLE of ``pixels`` pixels (None when it is). pycocotools
-    itself decodes garbage without complaint, so the runs are checked here."""
-    try:
-        runs = rle_runs(counts)
-    except ValueError as exc:
-        return str(exc)
-    if any(r < 0 for r in runs) or any(r == 0 for r in runs[1:]):
-        return "a run of negative or zero length"
-    if sum(runs) != pixels:
-        return f"its runs cover {sum(runs)} pixels, its size {pixels}"
-    return None
 
 
 def seg_phrases(text: str) -> list[tuple[str, int, int]]:

@@ -119,6 +119,11 @@ class TaskProtocol(ABC, Generic[ArgsT]):
             for s in samples
         ]
 
+    def check_ready(self, context: ScoringContext) -> None:
+        """Raise a :class:`ConfigError` when scoring could not run under ``context`` (a judged
+        task without a judge endpoint or key). Called before the model is loaded, so a
+        missing setting costs seconds, not a whole generation run."""
+
     def score_outputs(
         self, samples: Sequence[Sample], outputs: Outputs, data: Data, context: ScoringContext
     ) -> ScoreResult:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import DataError
+from evalkit.images import find_image, image_in, image_roots
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
+from evalkit.regions.region import degenerate_polygons
 from evalkit.registry import Registry
 
 
@@ -44,6 +46,19 @@ class RecordErrors:
         if self.policy not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {self.policy!r}")
         self.skipped: list[str] = []
+        # Records read as the reference reads them though they are odd (degenerate polygons):
+        # "<file>, record <where>: what was done", summarised in the results' notes.
+        self.odd: list[str] = []
+
+    def odd_notes(self) -> list[str]:
+        """One note for what :attr:`odd` holds (nothing when it is empty)."""
+        if not self.odd:
+            return []
+        shown = "; ".join(self.odd[:5]) + ("; ..." if len(self.odd) > 5 else "")
+        return [
+            f"{len(self.odd)} annotation(s) with degenerate polygons, rasterised as the reference's "
+            f"pycocotools does (an odd count loses its last number, < 3 points add no pixel): {shown}"
+        ]
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -113,15 +128,22 @@ def typed_field(
     return value
 
 
-def segmentation_region(path: Path, ann: Any, height: int, width: int, where: str) -> Region:
+def segmentation_region(
+    path: Path, ann: Any, height: int, width: int, where: str, odd: list[str] | None = None
+) -> Region:
     """The region of annotation ``ann``'s COCO ``segmentation`` (polygons or RLE) in a
-    ``height`` x ``width`` image; DataError when it has none or it is invalid."""
+    ``height`` x ``width`` image; DataError when it has none or it is invalid. Degenerate
+    polygons the reference rasterises anyway are rasterised likewise and listed in ``odd``."""
     if not isinstance(ann, dict) or "segmentation" not in ann:
         raise DataError(path, "annotation has no 'segmentation'", where)
     try:
-        return Region.from_segmentation(ann["segmentation"], height, width)
+        region = Region.from_segmentation(ann["segmentation"], height, width)
     except RegionError as exc:
         raise DataError(path, f"invalid segmentation: {exc}", where) from exc
+    seg = ann["segmentation"]
+    if odd is not None and isinstance(seg, list) and (bad := degenerate_polygons(seg)):
+        odd.append(f"{where}: polygon(s) {bad} with {[len(seg[k]) for k in bad]} coordinates")
+    return region
 
 
 def require_path(data: Mapping[str, Path | None], key: str) -> Path:
@@ -131,17 +153,22 @@ def require_path(data: Mapping[str, Path | None], key: str) -> Path:
     return path
 
 
-def image_path(images: Path | None, file_name: str) -> str | None:
-    return str(images / file_name) if images is not None else None
+def image_path(images: Path | None, file_name: str, record: str | None = None) -> str | None:
+    """``images/file_name``; with several image folders (``os.pathsep``-joined), the first
+    that holds it. A name leaving its folder is a DataError (:func:`image_in`)."""
+    return str(find_image(images, [file_name], record)) if images is not None else None
 
 
-def coco_image_path(images: Path | None, file_name: str) -> str | None:
+def coco_image_path(images: Path | None, file_name: str, record: str | None = None) -> str | None:
     """``images/file_name`` if it exists, else Osprey's ``images/<last _ field>``
-    (its COCO copies drop the ``COCO_val2014_`` prefix)."""
+    (its COCO copies drop the ``COCO_val2014_`` prefix); in each image folder in turn."""
     if images is None:
         return None
-    exact = images / file_name
-    if exact.exists():
-        return str(exact)
-    short = images / file_name.split("_")[-1]
-    return str(short) if short.exists() else str(exact)
+    short = file_name.split("_")[-1]
+    names = [file_name] if short == file_name else [file_name, short]
+    roots = image_roots(images)
+    for root in roots:  # folder by folder: a folder's own spelling before the next folder
+        found = find_image(root, names, record)
+        if found.exists():
+            return str(found)
+    return str(image_in(roots[0], file_name, record))

@@ -10,6 +10,7 @@ imported the first time a name is not found or the registry is listed.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -95,7 +96,9 @@ class Registry(Generic[T]):
             self._load_named(name)
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "none"
-            raise ConfigError(f"unknown {self.kind} {name!r} (known: {known})")
+            close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -7,8 +7,10 @@ against the protocol's ``Args`` and gives the :class:`Task` the engine runs. A c
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,57 @@ from evalkit.records import Prediction, Request, Sample
 from evalkit.shown_regions import RegionShown, show_regions
 
 DEFAULT_VARIANT = "default"
+# Commands whose data files are checked up front -> the ``needed_for`` entry they go by
+# (``samples`` reads what scoring reads).
+CHECKED_COMMANDS = {"run": "run", "score": "score", "samples": "score"}
 Context = ScoringContext | None  # None: no judge options given (the environment's defaults)
 
 
 def data_root() -> Path:
     return Path(os.environ.get("EVALKIT_DATA", Path.home() / "evalkit_data")).expanduser()
+
+
+@dataclass(frozen=True)
+class MissingData:
+    """A data file a command needs that is not where the task looks for it."""
+
+    key: str
+    path: Path | None  # None: the card has no default and none was given
+    description: str  # what the file is (the card's)
+    source: str  # where to get it (data_sources.yaml / the card's ``source``)
+
+    def describe(self) -> str:
+        where = f"{self.key}={self.path}: file not found" if self.path is not None else f"{self.key}: no path"
+        what = "; ".join(x for x in (self.description.strip(), self.source and f"get it: {self.source}") if x)
+        return where + (f" ({what})" if what else "")
+
+
+class MissingDataError(ConfigError):
+    """Every missing data file of a task at once: what each is, where to get it and how to
+    point evalkit at it. One line, like every evalkit error."""
+
+    def __init__(self, task: str, missing: Sequence[MissingData], root: Path):
+        self.task = task
+        self.missing = list(missing)
+        n = len(self.missing)
+        listed = " | ".join(m.describe() for m in self.missing)
+        keys = " ".join(f"--data {m.key}=PATH" for m in self.missing)
+        super().__init__(
+            f"task {task}: {n} data file{'s' if n != 1 else ''} missing: {listed}. "
+            f"Give {'each' if n != 1 else 'it'} with {keys}, or set EVALKIT_DATA (now {root}) to the "
+            f"folder the defaults are under; `evalkit data check {task}` lists what the task reads"
+        )
+
+
+def _exists(path: Path) -> bool:
+    """A path exists (several image folders joined with ``os.pathsep``: each of them)."""
+    parts = str(path).split(os.pathsep) if os.pathsep in str(path) else [str(path)]
+    return all(Path(part).exists() for part in parts)
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def _protocol_for(loaded: LoadedCard, variant: str) -> TaskProtocol[Any]:
@@ -75,6 +123,7 @@ class Task:
         self.generation = {**card.generation, **chosen.generation}
         self.protocol = _protocol_for(loaded, variant)
         self.shown = region if region is not None else _shown_for(loaded, chosen)
+        self.data_sources: Mapping[str, str] = loaded.data_sources
 
     @property
     def name(self) -> str:
@@ -86,11 +135,17 @@ class Task:
         return [self.card_hash, *(h for h in self.card.previous_hashes if h != self.card_hash)]
 
     def resolve_data(self, overrides: Mapping[str, str], command: str = "run") -> dict[str, Path | None]:
+        """Each data key's path (``--data`` over the card's default under ``$EVALKIT_DATA``).
+
+        For ``run``, ``score`` and ``samples`` every file the command needs must exist:
+        one error lists all that do not, with where each comes from, before anything is read
+        or loaded."""
         unknown = set(overrides) - set(self.card.data)
         if unknown:
             raise ConfigError(
                 f"task {self.name} has no data key(s) {sorted(unknown)}; "
                 f"its keys are {sorted(self.card.data)}"
+                + _did_you_mean(sorted(unknown)[0], list(self.card.data))
             )
         root = data_root()
         out: dict[str, Path | None] = {}
@@ -101,12 +156,24 @@ class Task:
                 continue
             expanded = os.path.expandvars(raw.replace("${EVALKIT_DATA}", str(root)))
             out[key] = Path(expanded).expanduser()
-        for key, spec in self.card.data.items():
-            if command in spec.needed_for and out[key] is None:
-                raise ConfigError(f"task {self.name} needs --data {key}=PATH for `{command}`")
+        if command in CHECKED_COMMANDS:
+            missing = self.missing_data(out, command)
+            if missing:
+                raise MissingDataError(self.name, missing, root)
         if command == "score":
             # Scoring never opens images: drop keys only `run` needs so readers don't look.
             out = {k: (v if "score" in self.card.data[k].needed_for else None) for k, v in out.items()}
+        return out
+
+    def missing_data(self, data: Mapping[str, Path | None], command: str = "run") -> list[MissingData]:
+        """The data files ``command`` needs (the card's ``needed_for``) that are not there."""
+        needs = CHECKED_COMMANDS.get(command, command)
+        out = []
+        for key, spec in self.card.data.items():
+            path = data.get(key)
+            if needs not in spec.needed_for or (path is not None and _exists(path)):
+                continue
+            out.append(MissingData(key, path, spec.description, self.data_sources.get(key, "")))
         return out
 
     def load_samples(self, data: Mapping[str, Path | None], on_error: str = "fail") -> ReadResult:

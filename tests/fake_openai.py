@@ -95,6 +95,7 @@ class FakeOpenAI:
         self.faults: dict[str, int] = {}
         self.bodies: list[dict[str, Any]] = []  # bodies answered successfully
         self.auth_failures = 0
+        self.authorizations: list[str | None] = []  # every request's Authorization header
         self._slots = threading.BoundedSemaphore(max_workers)
         self._server = self._make_server()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -172,6 +173,7 @@ class FakeOpenAI:
                 return
             attempt = self.attempts.get(fp, 0) + 1
             self.attempts[fp] = attempt
+            self.authorizations.append(h.headers.get("Authorization"))
         if self.api_key is not None and h.headers.get("Authorization") != f"Bearer {self.api_key}":
             with self.lock:
                 self.auth_failures += 1

@@ -3,8 +3,9 @@
 Written from Osprey's ``eval_open_vocab_seg_detectron2.py`` (Mask2Former-style inference on
 dense ``300 x H x W`` masks, torch) and detectron2's evaluators: prediction PNGs scored by
 panopticapi's ``pq_compute_single_core``, RLE instances by pycocotools ``COCOeval``, semantic
-maps by the SemSegEvaluator confusion matrix. Computation in float64 (the GPU ran float32),
-as evalkit does, so numbers can be compared to 1e-6.
+maps by the SemSegEvaluator confusion matrix. Semantic and panoptic inference in float64
+(the GPU ran float32; argmaxes agree), instance scores in float32 as the GPU computed them
+(equal answers tie whatever their areas), so numbers can be compared to 1e-6.
 """
 
 from __future__ import annotations
@@ -94,18 +95,27 @@ def dense_inference(
                 current += 1
                 panoptic[mask] = current
                 segments_info.append({"id": current, "isthing": isthing, "category_id": pred_class})
-    # instance
-    probs = F.softmax(mask_cls, dim=-1)[:, :-1]
+    # instance: float32, as the reference's tensors (cosines and masks are float32 there)
+    cls32 = torch.zeros(NUM_QUERIES, n_classes, dtype=torch.float32)
+    cls32[:num] = torch.from_numpy(cosines[:num]).float()
+    void32 = is_void.float()
+    mask_cls32 = torch.log(torch.cat([cls32.softmax(-1) * (1.0 - void32), void32], dim=-1) + 1e-8)
+    masks32 = masks.float()
+    probs = F.softmax(mask_cls32, dim=-1)[:, :-1]
     labels_all = torch.arange(n_classes).unsqueeze(0).repeat(NUM_QUERIES, 1).flatten(0, 1)
-    top_scores, top_idx = probs.flatten(0, 1).topk(100, sorted=False)
+    # topk(100, sorted=False) has no defined order on CUDA: a stable top-k (ties by index)
+    flat = probs.flatten(0, 1)
+    top_idx = torch.from_numpy(np.argsort(-flat.numpy(), kind="stable")[:100].copy())
+    top_scores = flat[top_idx]
     top_labels = labels_all[top_idx]
-    top_masks = masks[top_idx // n_classes]
+    top_masks = masks32[top_idx // n_classes]
     keep_i = torch.tensor([int(lab) in thing for lab in top_labels.tolist()], dtype=torch.bool)
     top_scores, top_labels, top_masks = top_scores[keep_i], top_labels[keep_i], top_masks[keep_i]
-    binary = (top_masks > 0).double()
-    mask_scores = (top_masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (
-        binary.flatten(1).sum(1) + 1e-6
-    )
+    binary = (top_masks > 0).float()
+    # The float32 expression with an exact reduction (a GPU's summation order is unspecified):
+    # the sum in float64, the float32 denominator, the quotient rounded to float32.
+    numerator = (top_masks.sigmoid().flatten(1) * binary.flatten(1)).double().sum(1)
+    mask_scores = (numerator / (binary.flatten(1).sum(1) + 1e-6).double()).float()
     final = top_scores * mask_scores
     instances = [(binary[i].numpy() > 0, float(final[i]), int(top_labels[i])) for i in range(len(final))]
     return ImageOutputs(None, panoptic.numpy(), segments_info, instances, sem.numpy())

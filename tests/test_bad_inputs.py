@@ -37,6 +37,15 @@ CASES = [
     "malformed_json",
     "predictions_unknown_id",
     "predictions_missing_id",
+    "image_path_traversal",
+    "image_path_absolute",
+    "polygon_nan",
+    "polygon_infinite",
+    "polygon_huge",
+    "rle_short",
+    "rle_long",
+    "rle_garbage",
+    "rle_negative",
 ]
 
 

@@ -73,14 +73,23 @@ def test_png_id_missing_from_json(tmp_path: Path) -> None:
 
 
 def test_json_segment_absent_from_png(tmp_path: Path) -> None:
+    """Issue 20 A4: the reference's queries are the PNG's ids, so a JSON segment without
+    pixels is never asked about (it was a DataError here); it is listed, and PQ counts it."""
     paths = make_dataset(tmp_path, n_images=1, seed=3)
+    task = get_task("ade20k_ovseg")
+    before = task.load_samples(task.resolve_data(_overrides(paths, tmp_path)))
     pan = json.loads(paths["panoptic_json"].read_text())
     pan["annotations"][0]["segments_info"].append({"id": 77, "category_id": 0, "area": 5, "iscrowd": 0})
     paths["panoptic_json"].write_text(json.dumps(pan))
-    with pytest.raises(
-        DataError, match=r"img_00000.png, record image img_00000: segments \[77\] .* no pixel"
-    ):
-        _read("ade20k_ovseg", _overrides(paths, tmp_path))
+    read = task.load_samples(task.resolve_data(_overrides(paths, tmp_path)))
+    assert [s.id for s in read.samples] == [s.id for s in before.samples]
+    assert "img_00000#77" not in {s.id for s in read.samples}
+    assert any(
+        "1 JSON segment(s) have no pixel in their PNG" in n and "img_00000#77" in n for n in read.notes
+    )
+    # Scoring (no images: the PNG is read for its ids) agrees on the samples.
+    scored = task.load_samples(task.resolve_data(_overrides(paths), "score"))
+    assert [s.id for s in scored.samples] == [s.id for s in before.samples]
 
 
 def test_size_mismatches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: list[set[str]] = [
-    {"evalkit.errors", "evalkit.registry", "evalkit.hashing", "evalkit.files"},
+    {"evalkit.errors", "evalkit.registry", "evalkit.hashing", "evalkit.files", "evalkit.redact"},
     {"evalkit.regions", "evalkit.answers"},
     {"evalkit.records", "evalkit.images", "evalkit.render"},
     {

@@ -240,7 +240,23 @@ def test_assembly_merges_stuff_and_cuts_top_100() -> None:
     assert np.all(out.det_score[~real] == 0)  # empty masks score 0
     p = np.exp(cos[1]) / np.exp(cos[1]).sum()
     expected = (p[2] + 1e-8) / (1 + 4e-8) * (1 / (1 + np.exp(-1.0))) * 5 / (5 + 1e-6)
-    assert out.det_score[out.det_query == 1][0] == pytest.approx(expected, rel=1e-12)
+    # float32, as the reference computes instance scores (issue 20 A1; was rel=1e-12 in float64)
+    assert out.det_score[out.det_query == 1][0] == pytest.approx(expected, rel=1e-6)
+    assert out.det_score.astype(np.float32).astype(np.float64).tolist() == out.det_score.tolist()
+
+
+def test_equal_answers_tie_whatever_their_areas() -> None:
+    """float32 as the reference: A / (A + 1e-6) is 1 above 31 px, so three regions with the
+    same answer score the same and stay in query order (float64 ranked them by area)."""
+    cos = np.array([[0.9, 0.2, 0.1], [0.9, 0.2, 0.1], [0.9, 0.2, 0.1], [0.1, 0.1, 0.9]])
+    out = assemble(cos, np.array([100, 400, 50, 1050]), np.array([True, True, False]), uncovered=0)
+    car = out.det_class == 0
+    assert out.det_query[car][:3].tolist() == [0, 1, 2]
+    assert len(set(out.det_score[car][:3].tolist())) == 1
+    # below 32 px the float32 factor is still under 1: a tiny region ranks after
+    tiny = assemble(cos, np.array([100, 400, 20, 1050]), np.array([True, True, False]), uncovered=0)
+    scores = tiny.det_score[tiny.det_class == 0][:3]
+    assert scores[0] == scores[1] > scores[2]
 
 
 def test_class_cosines_take_the_best_synonym() -> None:

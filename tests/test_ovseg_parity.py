@@ -45,10 +45,15 @@ def reference_for(paths: dict[str, Path], preds: Path, instances_gt: dict) -> di
         texts[row["id"]] = row["text"]
     outputs = []
     for ann in pan["annotations"]:
-        ids = sorted(s["id"] for s in ann["segments_info"])
-        answers = [clean_decoded(texts[f"{ann['image_id']}#{sid}"]) for sid in ids]
-        cos = class_cosines(answers, vocab, fake_encoder)
         pan_gt = rgb2id_file(paths["panoptic_root"] / ann["file_name"])
+        # The reference asks about query j = the j-th id of the PNG; it asks min(300, JSON
+        # segments) questions, so a JSON segment without pixels is a question about an empty
+        # mask beyond the PNG's ids (void: its answer changes nothing).
+        in_png = set(np.unique(pan_gt).tolist())
+        json_ids = sorted(s["id"] for s in ann["segments_info"])
+        ids = [i for i in json_ids if i in in_png] + [i for i in json_ids if i not in in_png]
+        answers = [clean_decoded(texts.get(f"{ann['image_id']}#{sid}", "unasked")) for sid in ids]
+        cos = class_cosines(answers, vocab, fake_encoder)
         out = dense_inference(pan_gt, cos, len(ids), thing)
         out.image_id = ann["image_id"]
         outputs.append(out)
@@ -126,3 +131,97 @@ def test_perfect_answers_score_100(tmp_path: Path, fake_minilm: None) -> None:
     assert m["miou"] == pytest.approx(100.0)
     assert m["pq_th"] == pytest.approx(100.0)
     assert np.isfinite(m["ap"]) and m["ap"] > 50
+
+
+def test_equal_answers_keep_query_order_in_ap(tmp_path: Path, fake_minilm: None) -> None:
+    """Issue 20 A1: three regions all answered "cls0" (two cars, one person in between by
+    segment id, the person the largest). The reference's float32 scores tie, so COCOeval
+    keeps query order (car, person, car); float64 put the large person first."""
+    from PIL import Image
+
+    from tests.ovseg_support import _rle, id2rgb
+
+    h, w = 40, 40
+    pan = np.full((h, w), 4, dtype=np.uint32)  # 4: road (stuff) around everything
+    pan[0:10, 0:10] = 1  # car, 100 px
+    pan[10:30, 10:30] = 2  # person, 400 px
+    pan[30:35, 30:40] = 3  # car, 50 px
+    root = tmp_path / "data"
+    (root / "panoptic").mkdir(parents=True)
+    (root / "semantic").mkdir()
+    Image.fromarray(id2rgb(pan)).save(root / "panoptic" / "img_0.png")
+    sem = np.select([pan == 1, pan == 2, pan == 3], [0, 1, 0], 3).astype(np.uint8)
+    Image.fromarray(sem).save(root / "semantic" / "img_0.png")
+    cats = [{"id": k, "name": f"cls{k}", "isthing": int(k < 2)} for k in range(4)]
+    seg_cat = {1: 0, 2: 1, 3: 0, 4: 3}
+    infos = [
+        {"id": i, "category_id": c, "area": int((pan == i).sum()), "iscrowd": 0, "bbox": [0, 0, 1, 1]}
+        for i, c in seg_cat.items()
+    ]
+    images = [{"id": "img_0", "file_name": "img_0.jpg", "height": h, "width": w}]
+    pan_json = root / "panoptic.json"
+    pan_json.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": [{"image_id": "img_0", "file_name": "img_0.png", "segments_info": infos}],
+                "categories": cats,
+            }
+        )
+    )
+    anns = [
+        {
+            "id": i,
+            "image_id": "img_0",
+            "category_id": c,
+            "iscrowd": 0,
+            "segmentation": _rle(pan == i),
+            "area": int((pan == i).sum()),
+        }
+        for i, c in seg_cat.items()
+        if c < 2
+    ]
+    inst_json = root / "instances.json"
+    inst_json.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats[:2]}))
+    vocab = root / "vocabulary.txt"
+    vocab.write_text("0:invalid_class_id\n" + "\n".join(f"{k + 1}:cls{k},cls{k} alt" for k in range(4)))
+    paths = {
+        "panoptic_json": pan_json,
+        "panoptic_root": root / "panoptic",
+        "semantic_root": root / "semantic",
+        "instances_json": inst_json,
+        "vocabulary": vocab,
+    }
+    preds = tmp_path / "preds.jsonl"
+    answers = {1: "cls0", 2: "cls0", 3: "cls0", 4: "cls3"}
+    preds.write_text("".join(json.dumps({"id": f"img_0#{i}", "text": t}) + "\n" for i, t in answers.items()))
+    ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
+    ref = reference_for(paths, preds, json.loads(inst_json.read_text()))
+    assert ours["metrics"]["ap"] == pytest.approx(ref["ap"], abs=1e-6)
+    assert ours["metrics"]["ap50"] == pytest.approx(ref["ap50"], abs=1e-6)
+    # By hand, AP of car (TP, FP, TP at any IoU: precision 1 to recall 0.5, then 2/3) and of
+    # person (its one detection, tied with two FPs, comes second: 1/2), over 101 recall points.
+    car = (51 * 1.0 + 50 * 2 / 3) / 101
+    person = 101 * 0.5 / 101
+    assert ours["metrics"]["ap"] == pytest.approx(100 * (car + person) / 2, abs=1e-6)
+
+
+def test_json_segments_without_pixels_are_misses_as_in_panopticapi(tmp_path: Path, fake_minilm: None) -> None:
+    """Issue 20 A4: ADE's JSON may name segments with no pixel in the PNG. The reference never
+    asks about them (its queries are the PNG's ids) and panopticapi counts each as a false
+    negative; evalkit raised a DataError."""
+    paths = make_dataset(tmp_path / "data", n_images=3, n_classes=12, n_things=7, segments=10, seed=8)
+    preds = make_predictions(paths, tmp_path / "preds.jsonl", seed=8, p_correct=0.8)
+    pan = json.loads(paths["panoptic_json"].read_text())
+    # thing class 0 (a miss for PQ-Th) in the middle of the id order, and a stuff class 9
+    pan["annotations"][0]["segments_info"].append({"id": 3, "category_id": 0, "area": 40, "iscrowd": 0})
+    pan["annotations"][1]["segments_info"].append({"id": 5, "category_id": 9, "area": 12, "iscrowd": 0})
+    paths["panoptic_json"].write_text(json.dumps(pan))
+    ours = evalkit_score("ade20k_ovseg", paths, preds, tmp_path / "out", ADE_KEYS)
+    ref = reference_for(paths, preds, json.loads(paths["instances_json"].read_text()))
+    for name, value in ref.items():
+        assert ours["metrics"][name] == pytest.approx(value, abs=1e-6), name
+    img0, img1 = pan["annotations"][0]["image_id"], pan["annotations"][1]["image_id"]
+    assert ours["counts"]["segments_without_pixels"] == 2
+    assert ours["segments_without_pixels"] == [f"{img0}#3", f"{img1}#5"]
+    assert any("2 JSON segment(s) have no pixel" in d for d in ours["provenance"]["deviations"])

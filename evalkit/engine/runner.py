@@ -26,11 +26,12 @@ from evalkit.engine.generate import generate_into_store, input_kinds
 from evalkit.engine.predictions_io import read_predictions, write_jsonl, write_predictions
 from evalkit.engine.sample_rows import with_sample_blocks
 from evalkit.engine.store import PredictionStore, adopt_previous, merge_stores, prediction_key
-from evalkit.errors import EvalkitError, PredictionsError
+from evalkit.errors import ConfigError, EvalkitError, PredictionsError
 from evalkit.hashing import sha256_path
 from evalkit.models import Adapter, check_serves
 from evalkit.protocol import ScoreResult, ScoringContext
 from evalkit.records import Prediction, Request, Sample
+from evalkit.redact import redact_argv
 from evalkit.results import PREDICTIONS_FILE, SAMPLES_FILE, Provenance, Results, Timings, git_sha, now_iso
 from evalkit.task import Task
 
@@ -46,6 +47,9 @@ class Loaded:
 
 
 def load(task: Task, data: Mapping[str, Path | None], limit: int | None, on_error: str = "fail") -> Loaded:
+    if limit is not None and limit < 1:
+        # 0 would score nothing; -1 would drop the last sample (a Python slice)
+        raise ConfigError(f"limit must be >= 1, got {limit}")
     read = task.load_samples(data, on_error)
     samples = read.samples[:limit] if limit is not None else read.samples
     notes = list(read.notes)
@@ -360,7 +364,7 @@ def finish(run: RunInputs, outcome: GenerationOutcome, scoring: ScoringContext |
         ),
         # A predictions file has no such counts: its results keep the empty {} they always had.
         requests=outcome.counts.to_json() if outcome.counts is not None else {},
-        command=_redacted(sys.argv),
+        command=redact_argv(sys.argv),
     )
     results = Results(
         task=run.task.name,
@@ -378,16 +382,3 @@ def finish(run: RunInputs, outcome: GenerationOutcome, scoring: ScoringContext |
     )
     results.write(run.output)
     return results
-
-
-def _redacted(argv: Sequence[str]) -> list[str]:
-    """The command line with anything that looks like a secret in --model-args hidden."""
-    out = []
-    for arg in argv:
-        parts = []
-        for part in arg.split(","):
-            key = part.split("=", 1)[0].lower()
-            secret = "=" in part and any(w in key for w in ("key", "token", "secret", "password"))
-            parts.append(f"{part.split('=', 1)[0]}=***" if secret else part)
-        out.append(",".join(parts))
-    return out

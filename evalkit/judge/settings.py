@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from evalkit.errors import ConfigError
 from evalkit.files import cache_dir
+from evalkit.redact import is_env_name, redact_url
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Local servers (vLLM, llama.cpp) accept any key; the client library insists on one.
@@ -34,6 +36,34 @@ ENV_BACKOFF_BASE = "EVALKIT_JUDGE_BACKOFF_BASE"
 ENV_BACKOFF_MAX = "EVALKIT_JUDGE_BACKOFF_MAX"
 ENV_CACHE = "EVALKIT_JUDGE_CACHE"
 DEFAULT_KEY_VARS = ("EVALKIT_JUDGE_API_KEY", "OPENAI_API_KEY")
+# OPENAI_API_KEY is OpenAI's: sent only to OpenAI's own host unless a user names it.
+OPENAI_KEY_VAR = "OPENAI_API_KEY"
+OPENAI_HOSTS = frozenset({"api.openai.com"})
+
+
+def is_openai_host(base_url: str) -> bool:
+    try:
+        host = urlsplit(base_url).hostname
+    except ValueError:
+        return False
+    return host in OPENAI_HOSTS
+
+
+def key_vars_for(base_url: str, named: str | None, own: str, flag: str) -> tuple[str, ...]:
+    """The environment variables whose key may be sent to ``base_url``: the one the user
+    named (``flag``), else the endpoint kind's ``own`` variable, plus ``OPENAI_API_KEY``
+    only for OpenAI's host: a default key never travels to a host nobody chose it for.
+
+    A ``named`` value that cannot be a variable's name is a key pasted in the wrong place:
+    an error that does not repeat it (so no log or results file records it)."""
+    if named is not None:
+        if not is_env_name(named):
+            raise ConfigError(
+                f"{flag} takes the NAME of an environment variable holding the key "
+                f"(e.g. {own}), not the key itself; the value given was not recorded"
+            )
+        return (named,)
+    return (own, OPENAI_KEY_VAR) if is_openai_host(base_url) else (own,)
 
 
 @dataclass(frozen=True)
@@ -72,6 +102,7 @@ class ClientSettings:
     def describe(self) -> dict[str, Any]:
         """What results may record: everything but the key (only its variable's name)."""
         out = asdict(self)
+        out["base_url"] = redact_url(self.base_url)  # a key inside the URL is never written
         out["cache_path"] = str(self.cache_path) if self.cache_path else None
         out["api_key_vars"] = list(self.api_key_vars)
         return out
@@ -140,9 +171,10 @@ def judge_settings(
     """The judge's settings for scoring: ``options`` over the environment over card defaults."""
     opts = options or JudgeOptions()
     env = os.environ if environ is None else environ
-    key_var = opts.api_key_env or env.get(ENV_KEY_VAR)
-    key_vars = (key_var,) if key_var else DEFAULT_KEY_VARS
+    key_var = opts.api_key_env or env.get(ENV_KEY_VAR) or None
     base_url = opts.base_url or env.get(ENV_BASE_URL)
+    flag = "--judge-api-key-env" if opts.api_key_env else ENV_KEY_VAR
+    key_vars = key_vars_for(base_url or OPENAI_BASE_URL, key_var, DEFAULT_KEY_VARS[0], flag)
     texts = {f: (f"environment variable {var}", env.get(var) or None) for f, var in _ENV_NUMBERS.items()}
     if opts.concurrency is not None:
         texts["max_concurrency"] = ("--judge-concurrency", str(opts.concurrency))

@@ -17,10 +17,18 @@ areas, exactly:
   pixels go to the query of highest score x mask (uncovered pixels to the first kept query,
   argmax of zeros), a query whose surviving mask is < 80 % of its mask is dropped; stuff
   segments of one predicted class merge; thing / stuff follows the predicted class.
-* instance: top-100 of all ``300 x C`` (query, class) probabilities, padding included
-  (ties: higher probability first, then lower flat index — torch's order on the GPU is
-  unspecified), then thing classes only; score = prob x mean sigmoid of the binary mask
-  over the mask = prob x sigmoid(1) x A / (A + 1e-6).
+* instance: as the reference, in float32 (its ``mask_cls`` and ``mask_pred`` are float32
+  tensors): the ``300 x C`` (query, class) probabilities, padding included, recomputed in
+  float32; the top 100, then thing classes only; score = prob x the mean sigmoid of the
+  binary mask over it = prob x sigmoid(1) x A / (A + 1e-6). In float32 ``A + 1e-6`` rounds
+  to ``A`` for A >= 32 px (and the factor A / (A + 1e-6) is below float32's resolution for
+  A > ~17 px), so regions with the same answer keep the same score and COCOeval's stable
+  sort keeps the detection order; float64 would rank them by area instead (issue 20 A1:
+  88.7 vs 68.1 AP on a toy case). The sum of the A sigmoids is taken exactly (what an
+  error-free reduction returns); a GPU's reduction order may move the factor by one ulp.
+  Detection order: a stable top-k (higher probability first, ties in query order, then
+  class order). The reference's own order is undefined: ``topk(100, sorted=False)`` on CUDA
+  returns an unspecified order, which decides COCOeval's order among equal scores.
 """
 
 from __future__ import annotations
@@ -34,7 +42,6 @@ TEMPLATE = "There is a {} in the scene."
 NUM_QUERIES = 300
 TOP_K = 100
 OVERLAP_THRESHOLD = 0.8
-SIGMOID_ONE = 1.0 / (1.0 + np.exp(-1.0))
 
 Encoder = Callable[[Sequence[str]], np.ndarray]
 
@@ -94,24 +101,70 @@ def assemble(cosines: np.ndarray, areas: np.ndarray, isthing: np.ndarray, uncove
     ``cosines`` (Q, C) for the Q real queries in query order; ``areas`` (Q,) their pixel
     counts; ``isthing`` (C,) bool per class; ``uncovered`` = pixels no query covers.
     """
-    n_real, n_classes = cosines.shape
+    n_real = cosines.shape[0]
     probs = _softmax(query_log_probs(cosines))
     class_probs = probs[:, :-1]
     semantic_class = class_probs[:n_real].argmax(axis=1)
     panoptic = _panoptic(probs, areas, isthing, uncovered)
-    # instance: top-k over the flattened (query, class) probabilities
-    flat = class_probs.ravel()
+    det_query, det_class, det_score = _instances(cosines, areas, isthing)
+    return AssembledImage(semantic_class, panoptic, det_query, det_class, det_score)
+
+
+def _instances(
+    cosines: np.ndarray, areas: np.ndarray, isthing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query, class, score) of the detections, in detection order, with the reference's
+    float32 arithmetic (``instance_inference`` of eval_open_vocab_seg_detectron2.py)."""
+    n_real, n_classes = cosines.shape
+    probs = _softmax32(query_log_probs32(cosines))[:, :-1]
+    flat = probs.ravel()
     k = min(TOP_K, flat.size)
-    order = np.argsort(-flat, kind="stable")[:k]
+    order = np.argsort(-flat, kind="stable")[:k]  # stable: ties in (query, class) order
     det_query, det_class = np.divmod(order, n_classes)
     keep = isthing[det_class]
     det_query, det_class = det_query[keep], det_class[keep]
-    padded_areas = np.zeros(probs.shape[0])
+    padded_areas = np.zeros(probs.shape[0], dtype=np.int64)
     padded_areas[:n_real] = areas  # padding queries have empty masks
-    area = padded_areas[det_query]
-    mask_score = (SIGMOID_ONE * area) / (area + 1e-6)
-    det_score = flat[order][keep] * mask_score
-    return AssembledImage(semantic_class, panoptic, det_query, det_class, det_score)
+    det_score = flat[order][keep] * mask_scores32(padded_areas[det_query])
+    return det_query, det_class, det_score.astype(np.float64)
+
+
+def query_log_probs32(cosines: np.ndarray, num_queries: int = NUM_QUERIES) -> np.ndarray:
+    """:func:`query_log_probs` in float32, as the reference's tensors are."""
+    n, c = cosines.shape
+    if n > num_queries:
+        raise ValueError(f"{n} queries exceed the {num_queries} query slots")
+    logits = np.zeros((num_queries, c), dtype=np.float32)
+    logits[:n] = cosines
+    void = np.ones((num_queries, 1), dtype=np.float32)
+    void[:n] = 0.0
+    probs = np.concatenate([_softmax32(logits) * (np.float32(1.0) - void), void], axis=1)
+    return np.log(probs + np.float32(1e-8))
+
+
+def _softmax32(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+SIGMOID_ONE_32 = np.float32(1.0) / (np.float32(1.0) + np.exp(np.float32(-1.0)))
+
+
+def mask_scores32(areas: np.ndarray) -> np.ndarray:
+    """float32 ``(sigmoid(mask) * mask).sum() / (mask.sum() + 1e-6)`` of binary masks of
+    ``areas`` pixels: the exact sum A x sigmoid(1) over ``A + 1e-6`` rounded to float32,
+    the quotient rounded to float32 (0 for an empty mask).
+
+    Example:
+        >>> mask_scores32(np.array([0, 16, 31, 32, 5000])) == SIGMOID_ONE_32
+        array([False, False, False,  True,  True])
+    """
+    a = np.asarray(areas, dtype=np.int64)
+    denominator = (a.astype(np.float32) + np.float32(1e-6)).astype(np.float64)
+    # A x sigmoid(1) is exact in float64 (24-bit mantissa x an integer < 2^29), and a float64
+    # quotient rounded to float32 is the correctly rounded float32 quotient.
+    return (a * np.float64(SIGMOID_ONE_32) / denominator).astype(np.float32)
 
 
 def _panoptic(

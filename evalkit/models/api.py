@@ -7,11 +7,11 @@ prompt the ``<image>`` placeholder is removed and the i-th ``<region>`` becomes
 ``max_tokens`` (from ``max_new_tokens``) and ``seed``.
 
 Model args: ``base_url`` and ``model`` (required), ``api_key_env`` (name of the variable with
-the key; default ``EVALKIT_API_KEY`` then ``OPENAI_API_KEY``; the key itself is never an
-argument), ``max_concurrency``, ``timeout``, ``max_attempts``, ``backoff_base``,
-``backoff_max``, ``detail`` (image detail, default ``high``), ``cache`` (a path, or ``off``;
-default ``api_cache.sqlite`` in the cache folder, :func:`evalkit.files.cache_dir`:
-``$EVALKIT_CACHE``, else ``~/.cache/evalkit``).
+the key; default ``EVALKIT_API_KEY``, and ``OPENAI_API_KEY`` only when ``base_url`` is
+OpenAI's own host; the key itself is never an argument), ``max_concurrency``, ``timeout``,
+``max_attempts``, ``backoff_base``, ``backoff_max``, ``detail`` (image detail, default
+``high``), ``cache`` (a path, or ``off``; default ``api_cache.sqlite`` in the cache folder,
+:func:`evalkit.files.cache_dir`: ``$EVALKIT_CACHE``, else ``~/.cache/evalkit``).
 
 ``region=text`` sends the image as it is and writes each ``<region>`` as coordinates in the
 served model's own convention (:mod:`evalkit.models.region_text`): ``coords=NAME``, or the
@@ -35,7 +35,7 @@ from evalkit.hashing import sha256_bytes
 from evalkit.images import load_rgb
 from evalkit.judge.client import ChatCall, ChatClient
 from evalkit.judge.prompts import png_data_url
-from evalkit.judge.settings import ClientSettings, cache_path_from, parse_numbers
+from evalkit.judge.settings import ClientSettings, cache_path_from, key_vars_for, parse_numbers
 from evalkit.models import Adapter, register_model
 from evalkit.models.region_text import (
     TextFormat,
@@ -49,6 +49,7 @@ from evalkit.models.region_text import (
     text_format,
 )
 from evalkit.records import Prediction, Request
+from evalkit.redact import redact_url
 from evalkit.regions import RegionError
 from evalkit.render import marks_png, png_bytes
 
@@ -77,7 +78,9 @@ class ApiAdapter(Adapter):
 
     def fingerprint(self) -> dict[str, Any]:
         fp: dict[str, Any] = {
-            "base_url": self.settings.base_url,
+            # recorded in results: a key inside the URL is masked (identity otherwise, so
+            # store keys of URLs without secrets are unchanged)
+            "base_url": redact_url(self.settings.base_url),
             "model": self.settings.model,
             "render": RENDER_VERSION,
             "detail": self.detail,
@@ -206,7 +209,7 @@ def api(
     settings = ClientSettings(
         base_url=base_url,
         model=model,
-        api_key_vars=(api_key_env,) if api_key_env else ("EVALKIT_API_KEY", "OPENAI_API_KEY"),
+        api_key_vars=key_vars_for(base_url, api_key_env, "EVALKIT_API_KEY", "api: api_key_env"),
         cache_path=cache_path_from(cache, "api_cache.sqlite"),
         **parse_numbers(
             {

@@ -19,12 +19,15 @@ tight pixel extent, boxes become rectangle masks covering the pixels they contai
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from evalkit.regions.rle import rle_problem
 
 RegionKind = Literal["mask", "box", "points", "scribble"]
 REGION_KINDS: tuple[RegionKind, ...] = ("mask", "box", "points", "scribble")
@@ -59,6 +62,14 @@ class Region:
 
     @staticmethod
     def from_polygons(polygons: Sequence[Sequence[float]], height: int, width: int) -> Region:
+        """Polygons rasterised as the reference does (pycocotools ``frPyObjects`` + ``merge``,
+        Osprey's ``annToMask``), including what it does with degenerate ones
+        (:func:`degenerate_polygons`: an odd count loses its last number, fewer than 3 points
+        add no pixel). Refused, with a clear error, exactly where pycocotools fails too: an
+        empty list, or a first polygon of fewer than 5 numbers (it takes 4 numbers for a box
+        and then rejects the list). Coordinates must be finite and within one image size of
+        the image: pycocotools walks every polygon edge pixel by pixel, so a NaN or a 1e12
+        coordinate exhausts memory instead of failing."""
         _check_size(height, width)
         if len(polygons) == 0:
             raise RegionError("segmentation is an empty polygon list")
@@ -67,13 +78,15 @@ class Region:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly
             ):
                 raise RegionError(f"polygon {k} is not a flat list of numbers")
-            if len(poly) < 6 or len(poly) % 2:
-                raise RegionError(
-                    f"polygon {k} has {len(poly)} coordinates; a polygon needs >= 3 (x, y) points"
-                )
-        xs = [float(v) for p in polygons for v in p[0::2]]
+            _check_polygon_coordinates(k, poly, height, width)
+        if len(polygons[0]) < 5:
+            raise RegionError(
+                f"polygon 0 has {len(polygons[0])} coordinates; a polygon needs >= 3 (x, y) points "
+                "(pycocotools, with which the reference rasterises, cannot read it either)"
+            )
+        xs = [float(v) for p in polygons for v in p[0 : len(p) - len(p) % 2 : 2]]
         ys = [float(v) for p in polygons for v in p[1::2]]
-        if max(xs) <= 0 or max(ys) <= 0 or min(xs) >= width or min(ys) >= height:
+        if not xs or max(xs) <= 0 or max(ys) <= 0 or min(xs) >= width or min(ys) >= height:
             raise RegionError(f"polygon lies outside the {width}x{height} image")
         rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
         merged = mask_utils.merge(rles)
@@ -89,14 +102,24 @@ class Region:
             raise RegionError(f"RLE size {size} does not match the image size [{height}, {width}]")
         counts = rle["counts"]
         if isinstance(counts, list):  # uncompressed RLE
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+                raise RegionError("uncompressed RLE counts must be non-negative integers")
             if sum(counts) != height * width:
                 raise RegionError(f"uncompressed RLE covers {sum(counts)} pixels, image has {height * width}")
             compressed = mask_utils.frPyObjects(rle, height, width)
             return Region("mask", height, width, rle=_rle_to_json(compressed))
         if isinstance(counts, bytes):
-            counts = counts.decode("ascii")
+            try:
+                counts = counts.decode("ascii")
+            except UnicodeDecodeError:
+                raise RegionError("RLE counts are not a COCO RLE string (non-ASCII bytes)") from None
         if not isinstance(counts, str):
             raise RegionError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
+        # pycocotools decodes a string whose runs do not cover the size into uninitialised
+        # memory without a word: every run is checked first.
+        problem = rle_problem(counts, height * width, zero_runs=True)
+        if problem is not None:
+            raise RegionError(f"RLE counts are not a valid COCO RLE of a {width}x{height} mask ({problem})")
         return Region("mask", height, width, rle={"size": size, "counts": counts})
 
     @staticmethod
@@ -112,6 +135,7 @@ class Region:
         _check_size(height, width)
         if len(box) != 4:
             raise RegionError(f"a box has 4 numbers, got {len(box)}")
+        _check_finite(box, "box")
         x1, y1, a, b = (float(v) for v in box)
         x2, y2 = (x1 + a, y1 + b) if fmt == "xywh" else (a, b)
         if not (x2 > x1 and y2 > y1):
@@ -232,6 +256,12 @@ def box_to_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
     return mask
 
 
+def degenerate_polygons(polygons: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the polygons pycocotools rasterises other than as written: an odd number
+    of coordinates (the last is dropped) or fewer than 3 points (no pixel)."""
+    return [k for k, p in enumerate(polygons) if len(p) < 6 or len(p) % 2]
+
+
 def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
     return Region.from_polygons(polygons, height, width).to_mask()
 
@@ -259,9 +289,39 @@ def _rle_to_json(rle: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The largest image side a region may claim: dense masks of its image are allocated (box
+# to mask, decoding), so a size from a hostile file must not ask for terabytes.
+MAX_SIDE = 65_536
+
+
 def _check_size(height: int, width: int) -> None:
     if not (isinstance(height, int) and isinstance(width, int)) or height <= 0 or width <= 0:
         raise RegionError(f"image size must be positive integers, got height={height!r} width={width!r}")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise RegionError(f"image size {width}x{height} exceeds {MAX_SIDE} pixels a side")
+
+
+def _check_finite(values: Sequence[float], what: str) -> None:
+    for v in values:
+        if not math.isfinite(float(v)):
+            raise RegionError(f"{what} has a coordinate that is not a finite number ({v!r})")
+
+
+def _check_polygon_coordinates(k: int, poly: Sequence[float], height: int, width: int) -> None:
+    """Finite, and at most one image size beyond each edge (annotations stray a few pixels)."""
+    _check_finite(poly, f"polygon {k}")
+    xs, ys = poly[0::2], poly[1::2]
+    if xs and (
+        min(xs) < -width
+        or max(xs) > 2 * width
+        or min(ys, default=0) < -height
+        or max(ys, default=0) > 2 * height
+    ):
+        raise RegionError(
+            f"polygon {k} has coordinates far outside the {width}x{height} image "
+            f"(x in [{min(xs):g}, {max(xs):g}], y in [{min(ys, default=0):g}, {max(ys, default=0):g}]; "
+            f"allowed: one image size beyond each edge)"
+        )
 
 
 def _check_points(
@@ -274,6 +334,7 @@ def _check_points(
     for k, p in enumerate(points):
         if len(p) != 2:
             raise RegionError(f"point {k} is not an (x, y) pair: {p!r}")
+        _check_finite(p, f"point {k}")
         x, y = float(p[0]), float(p[1])
         if not (0 <= x < width and 0 <= y < height):
             raise RegionError(f"point {k} ({x}, {y}) lies outside the {width}x{height} image")

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalkitError
+from evalkit.errors import DataError, EvalkitError
+from evalkit.images import image_in
 from evalkit.metrics.spec import metric_header, metric_spec
+from evalkit.redact import redact_text
 from evalkit.regions import Region, RegionError
 from evalkit.report.plots import histograms_png
 from evalkit.report.render import thumbnail_png
@@ -104,11 +106,32 @@ def recorded_samples(rows: Sequence[Mapping[str, Any]], images: Path | None) -> 
         image_path = record.image_path
         name = record.image if record.image is not None else row.get("image")
         if images is not None and isinstance(name, str):
-            image_path = str(images / name)
+            try:  # a samples.jsonl is data too: its names may not leave --images
+                image_path = str(image_in(images, name, sid))
+            except DataError as exc:
+                notes.append(f"sample {sid}: {exc}; drawn without its image")
+                image_path = None
+        elif image_path is not None and not _recorded_path_ok(image_path, name):
+            notes.append(f"sample {sid}: recorded image path {image_path!r} does not end in its image name")
+            image_path = None
         own_meta = row.get("meta")
         meta = record.meta if record.meta is not None else own_meta if isinstance(own_meta, dict) else {}
         shown[sid] = Shown(image_path, regions, record.target, meta, record.prompt)
     return TaskView(shown, notes)
+
+
+def _recorded_path_ok(image_path: str, name: Any) -> bool:
+    """A recorded path is embedded only when it has no ``..`` and ends in the file of its
+    relative image name (or Osprey's short COCO name, ``readers.coco_image_path``), a name
+    that itself stays inside its folder: a tampered samples.jsonl cannot embed any file."""
+    if not isinstance(name, str) or ".." in Path(image_path).parts:
+        return False
+    try:
+        image_in(Path("."), name)
+    except DataError:
+        return False
+    last = Path(image_path).name
+    return last in (Path(name).name, Path(name).name.split("_")[-1])
 
 
 def load_task_samples(run: Run, overrides: Mapping[str, str], images: Path | None) -> TaskView:
@@ -270,7 +293,8 @@ def _provenance_html(run: Run) -> str:
     ]
     items += [("data", f"{p} · {h[:16]}") for p, h in sorted(prov.data_files.items())]
     items += [("deviation", d) for d in prov.deviations] + [("note", n) for n in prov.notes]
-    return "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items)
+    # redact_text: runs written before evalkit redacted URLs may still hold a key in one
+    return "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(redact_text(v))}</dd>" for k, v in items)
 
 
 def render_html(run: Run, gallery: Gallery, histogram_png: bytes) -> str:

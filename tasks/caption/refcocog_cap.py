@@ -118,7 +118,7 @@ def read_osprey_captions(path: Path, raw: dict[str, Any], images: Path | None) -
                 image=img["file_name"],
                 regions=[region],
                 target=img["caption"],
-                image_path=coco_image_path(images, img["file_name"]),
+                image_path=coco_image_path(images, img["file_name"], where),
                 meta=CaptionInfo(image_id=img.get("original_img_id", img["id"])),
             )
         )
@@ -233,7 +233,7 @@ def read_refer(
                 image=img["file_name"],
                 regions=[region],
                 target=_one_or_list(by_ann[ann_id]),
-                image_path=coco_image_path(images, img["file_name"]),
+                image_path=coco_image_path(images, img["file_name"], where),
                 meta=CaptionInfo(image_id=img["id"]),
             )
         )

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from evalkit.errors import DataError
+from evalkit.images import find_image
 from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample
 from evalkit.regions import Region
@@ -49,14 +50,13 @@ def vg_image_path(images: Path | None, image_id: int, url: str | None) -> str | 
     if images is None:
         return None
     name = f"{image_id}.jpg"
+    where = f"image {image_id}"
     if url:
         parts = PurePosixPath(url).parts
         if len(parts) >= 2:
-            nested = images / parts[-2] / parts[-1]
-            if nested.exists() or not (images / parts[-1]).exists():
-                return str(nested)
-            return str(images / parts[-1])
-    return str(images / name)
+            # <VG_100K or VG_100K_2>/<id>.jpg as the url says, else flat <id>.jpg
+            return str(find_image(images, [f"{parts[-2]}/{parts[-1]}", parts[-1]], where))
+    return str(find_image(images, [name], where))
 
 
 @register_reader("vg_regions")

@@ -125,6 +125,9 @@ class JudgedProtocol(TaskProtocol[JudgedArgs]):
         }
 
     # ------------------------------------------------------------------ scoring
+    def check_ready(self, context: ScoringContext) -> None:
+        judge_settings(self.paper_judge, context.judge)  # raises when no judge can be reached
+
     def score(
         self, samples: Sequence[Sample], texts: Mapping[str, str], data: Data, context: ScoringContext
     ) -> ScoreResult:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import DataError
-from evalkit.images import image_size
+from evalkit.images import find_image, image_size
 from evalkit.readers import ReadResult, load_json, register_reader, require_path, typed_field
 from evalkit.records import Sample
 from evalkit.regions import Region, RegionError
@@ -135,7 +135,7 @@ def read_mdvp(data: Mapping[str, Path | None], options: Mapping[str, Any]) -> Re
             image_name = typed_field(path, rec, "image_name", str, where)
             question = typed_field(path, rec, "question", str, where)
             answer = _answer_text(path, typed_field(path, rec, "gt_answers", (str, list), where), where)
-            img = images / task / image_name
+            img = find_image(images, [f"{task}/{image_name}"], where)
             w, h = image_size(img, where)
             samples.append(
                 Sample(

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from evalkit.errors import DataError
+from evalkit.images import find_image
 from evalkit.metrics.panoptic import Segment
 from evalkit.readers import ReadResult, load_json, register_reader, require_path
 from evalkit.records import Sample, SampleInfo
@@ -200,11 +201,15 @@ def _index_map(id_map: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SegmentMap:
-    ids: np.ndarray  # (S,) JSON segment ids, ascending
+    ids: np.ndarray  # (S,) JSON segment ids that have pixels, ascending
     counts: np.ndarray  # (S,) pixels of each
     index: np.ndarray  # (H, W) int: position in ``ids``; S for VOID pixels
     n_queries: int  # the first n_queries ids are the reference's queries
     has_void: bool
+    # JSON segments with no pixel in the PNG. The reference's queries are the PNG's ids
+    # (np.unique of the PNG), so these are never asked about; panopticapi counts each
+    # (non-crowd) as a false negative.
+    absent: tuple[int, ...] = ()
 
 
 def read_segment_map(pset: PanopticSet, ann: PanopticAnnotation) -> SegmentMap:
@@ -228,13 +233,15 @@ def read_segment_map(pset: PanopticSet, ann: PanopticAnnotation) -> SegmentMap:
             path, f"segment ids {missing} are in the PNG but not in {pset.json_path.name}", record
         )
     counts = np.bincount(index.ravel(), minlength=len(ids) + 1)
-    absent = [int(i) for i, c in zip(ids.tolist(), counts[:-1].tolist(), strict=True) if c == 0]
-    if absent:
-        raise DataError(path, f"segments {absent} of {pset.json_path.name} have no pixel in the PNG", record)
+    absent = tuple(int(i) for i, c in zip(ids.tolist(), counts[:-1].tolist(), strict=True) if c == 0)
+    if absent:  # rare (ADE): index the present segments only, as the reference's queries are
+        ids = ids[counts[:-1] > 0]
+        index = _index_map(id_map, ids)
+        counts = np.bincount(index.ravel(), minlength=len(ids) + 1)
     has_void = bool(counts[-1] > 0)
     # The reference enumerates np.unique of the PNG (VOID included) and stops at 300 entries.
     n_queries = min(len(ids), MAX_QUERIES - 1 if has_void else MAX_QUERIES)
-    return SegmentMap(ids, counts[:-1], index, n_queries, has_void)
+    return SegmentMap(ids, counts[:-1], index, n_queries, has_void, absent)
 
 
 def read_semantic(path: Path, shape: tuple[int, ...], record: str) -> np.ndarray:
@@ -312,22 +319,28 @@ def panoptic_inputs(data: Mapping[str, Path | None], options: Mapping[str, Any])
     return load_panoptic_set(require_path(data, "panoptic_json"), require_path(data, "panoptic_root"), layout)
 
 
-def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool) -> list[Sample]:
-    """One sample per segment (ascending id, at most 300 per image). Regions need pixels, so
-    they are built only when the images are known (``run``, ``samples``); scoring reads the
-    PNGs itself."""
+def samples_from_set(
+    pset: PanopticSet, images: Path | None, with_regions: bool, absent: list[str] | None = None
+) -> list[Sample]:
+    """One sample per segment with pixels (ascending id, at most 300 per image); a JSON
+    segment without any pixel in its PNG is no sample (the reference never asks about it)
+    and is listed in ``absent`` as ``<image id>#<segment id>``. Regions are built only when
+    the images are known (``run``, ``samples``)."""
     samples: list[Sample] = []
     for ann in pset.annotations:
-        ids = ann.sorted_ids[:MAX_QUERIES].tolist()
         by_seg = {s.id: s for s in ann.segments}
         image = image_file(pset.layout, ann)
         regions: dict[int, Region] = {}
+        # The PNG is read even without regions to build: the queries are its segments.
+        segmap = read_segment_map(pset, ann)
+        ids = segmap.ids[:MAX_QUERIES].tolist()
         if with_regions:
-            segmap = read_segment_map(pset, ann)
             regions = {
                 sid: Region.from_mask(np.asfortranarray(segmap.index == k).astype(np.uint8))
                 for k, sid in enumerate(ids)
             }
+        if absent is not None:
+            absent += [f"{ann.image_id}#{sid}" for sid in segmap.absent]
         for sid in ids:
             category = pset.by_id[by_seg[sid].category_id]
             samples.append(
@@ -336,7 +349,9 @@ def samples_from_set(pset: PanopticSet, images: Path | None, with_regions: bool)
                     image=image,
                     regions=[regions[sid]] if with_regions else [],
                     target=category.name,
-                    image_path=str(images / image) if images is not None else None,
+                    image_path=str(find_image(images, [image], str(ann.image_id)))
+                    if images is not None
+                    else None,
                     meta=SegmentInfo(
                         image_id=ann.image_id,
                         segment_id=sid,
@@ -366,7 +381,8 @@ def read_coco_panoptic(data: Mapping[str, Path | None], options: Mapping[str, An
     if vocabulary is not None and vocabulary.exists():
         read_vocabulary(vocabulary, len(pset.categories))  # fail early on a wrong file
     images = data.get("images")
-    samples = samples_from_set(pset, images, with_regions=images is not None)
+    absent: list[str] = []
+    samples = samples_from_set(pset, images, with_regions=images is not None, absent=absent)
     files = [pset.json_path] + [
         p for p in (vocabulary, data.get("instances_json")) if p is not None and p.exists()
     ]
@@ -376,4 +392,11 @@ def read_coco_panoptic(data: Mapping[str, Path | None], options: Mapping[str, An
         f"{len(pset.categories)} classes ({n_things} things, "
         f"{len(pset.categories) - n_things} stuff)"
     )
-    return ReadResult(samples, files, [note])
+    notes = [note]
+    if absent:
+        shown = ", ".join(absent[:10]) + (", ..." if len(absent) > 10 else "")
+        notes.append(
+            f"{len(absent)} JSON segment(s) have no pixel in their PNG: not asked about (the "
+            f"reference's queries are the PNG's ids), counted as misses by PQ: {shown}"
+        )
+    return ReadResult(samples, files, notes)

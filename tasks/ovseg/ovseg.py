@@ -227,12 +227,16 @@ class OpenVocabSegmentation(TaskProtocol[OvsegArgs]):
         inst_images: list[InstanceImage] = []
         counts = {"images": 0, "images_skipped": 0, "segments_beyond_query_limit": 0}
         predicted_class = np.zeros(len(samples), dtype=np.int64)
+        absent: list[str] = []
         for ann in pset.annotations:
-            keys = [f"{ann.image_id}#{sid}" for sid in ann.sorted_ids[:300].tolist()]
+            segmap = read_segment_map(pset, ann)
+            # the reference's queries: the PNG's segments (a JSON segment without pixels is
+            # never asked about; PQ counts it as a miss through the JSON)
+            keys = [f"{ann.image_id}#{sid}" for sid in segmap.ids[:300].tolist()]
             if not keys or any(k not in row_of for k in keys):
                 counts["images_skipped"] += 1
                 continue
-            segmap = read_segment_map(pset, ann)
+            absent += [f"{ann.image_id}#{sid}" for sid in segmap.absent]
             rows = np.array([row_of[k] for k in keys[: segmap.n_queries]], dtype=np.int64)
             counts["segments_beyond_query_limit"] += len(keys) - segmap.n_queries
             uncovered = int(segmap.index.size - segmap.counts[: segmap.n_queries].sum())
@@ -273,15 +277,25 @@ class OpenVocabSegmentation(TaskProtocol[OvsegArgs]):
         ]
         deviations = list(self.args.notes)
         deviations.append(
+            "instance detections in a stable top-k order (equal scores: query order); the "
+            "reference's topk(sorted=False) order on CUDA is unspecified"
+        )
+        deviations.append(
             "instance AP ground truth: "
             + (f"{truth.path.name}" if truth else "panoptic thing segments (crowds as iscrowd)")
         )
+        if absent:
+            counts["segments_without_pixels"] = len(absent)
+            deviations.append(
+                f"{len(absent)} JSON segment(s) have no pixel in their PNG: not asked about, as in "
+                "the reference (its queries are the PNG's ids); PQ counts each as a miss"
+            )
         if counts["images_skipped"]:
             deviations.append(
                 f"{counts['images_skipped']} images without answers for all their "
                 "segments are left out of every metric"
             )
-        extra = {
+        extra: dict[str, Any] = {
             "metrics_detail": {
                 "sq_th": 100 * pq.splits["things"]["sq"],
                 "rq_th": 100 * pq.splits["things"]["rq"],
@@ -292,4 +306,6 @@ class OpenVocabSegmentation(TaskProtocol[OvsegArgs]):
                 "pacc": 100 * sem_res.pacc,
             }
         }
+        if absent:
+            extra["segments_without_pixels"] = absent  # listed in results.json
         return ScoreResult(metrics, per_sample, deviations, {**counts, "regions": len(samples)}, extra)

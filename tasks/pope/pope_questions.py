@@ -141,7 +141,7 @@ def read_questions(path: Path, images: Path | None) -> list[Sample]:
                 image=image,
                 regions=[],
                 target=obj["label"],
-                image_path=coco_image_path(images, image),
+                image_path=coco_image_path(images, image, where),
                 meta=PopeQuestion(text=text),
             )
         )

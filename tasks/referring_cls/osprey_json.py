@@ -42,7 +42,7 @@ def read_referring(data: Mapping[str, Path | None], options: Mapping[str, Any]) 
     if isinstance(raw, list):
         samples = read_osprey_subset(path, raw, images, errors)
         note = f"{path.name}: Osprey subset, {len(samples)} regions"
-        return ReadResult(samples, [path], [note], errors.skipped)
+        return ReadResult(samples, [path], [note, *errors.odd_notes()], errors.skipped)
     if isinstance(raw, dict) and {"images", "annotations", "categories"} <= raw.keys():
         return read_coco_style(path, raw, images, options, errors)
     raise DataError(
@@ -85,25 +85,30 @@ def _subset_record(
     stem = PurePosixPath(file_name).stem
     for i, (category, ann) in enumerate(zip(categories, annotations, strict=True)):
         with errors.guard():
-            region = _region(path, f"{where} annotation {i}", category, ann, height, width)
+            region = _region(path, f"{where} annotation {i}", category, ann, height, width, errors.odd)
             samples.append(
                 Sample(
                     id=f"{stem}#{i}",
                     image=file_name,
                     regions=[region],
                     target=category,
-                    image_path=image_path(images, file_name),
+                    image_path=image_path(images, file_name, where),
                 )
             )
     return samples
 
 
-def _region(path: Path, where: str, category: Any, ann: Any, height: int, width: int) -> Region:
+def _region(
+    path: Path, where: str, category: Any, ann: Any, height: int, width: int, odd: list[str] | None = None
+) -> Region:
     if not isinstance(category, str):
         raise DataError(path, f"category is not a string: {category!r}", where)
-    region = segmentation_region(path, ann, height, width, where)
+    seen: list[str] = []
+    region = segmentation_region(path, ann, height, width, where, seen)
     if region.area() == 0:
         raise DataError(path, "empty mask (0 pixels): nothing to ask about", where)
+    if odd is not None:
+        odd.extend(seen)  # only once the region is used
     return region
 
 
@@ -174,14 +179,14 @@ def read_coco_style(
             category = subset.categories[ann["category_id"]]
             with errors.guard():
                 where = f"annotation {ann['id']}"
-                region = _region(path, where, category, ann, img["height"], img["width"])
+                region = _region(path, where, category, ann, img["height"], img["width"], errors.odd)
                 samples.append(
                     Sample(
                         id=f"{image_id}/{ann['id']}",
                         image=file_name,
                         regions=[region],
                         target=category,
-                        image_path=image_path(images, file_name),
+                        image_path=image_path(images, file_name, where),
                     )
                 )
     seed = int(options.get("seed", 0))
@@ -190,4 +195,4 @@ def read_coco_style(
         f"random.Random({seed}).sample over sorted image ids"
         + ("; part categories only" if options.get("parts_only", False) else "")
     )
-    return ReadResult(samples, [path], [note], errors.skipped)
+    return ReadResult(samples, [path], [note, *errors.odd_notes()], errors.skipped)

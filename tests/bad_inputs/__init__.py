@@ -181,6 +181,51 @@ def build(root: Path) -> list[Case]:
     folder = dataset("malformed_json", raw=json.dumps(good)[:-20].encode())
     cases.append(Case("malformed_json", run_args(folder), ["ann.json", "malformed JSON"]))
 
+    for name, file_name in (
+        ("image_path_traversal", "../../outside.jpg"),
+        ("image_path_absolute", "/etc/hostname"),
+    ):
+        recs = copy.deepcopy(good)
+        recs[1]["file_name"] = file_name
+        folder = dataset(name, recs)
+        cases.append(
+            Case(
+                name,
+                run_args(folder),
+                [
+                    "images",
+                    f"record #1 ({file_name})",
+                    f"{file_name!r} is not a path inside the images folder",
+                ],
+            )
+        )
+
+    # Coordinates pycocotools would walk pixel by pixel (NaN, infinity, 1e12): validated first,
+    # or the process is killed for memory, even with --on-error skip.
+    for name, value, expect in (
+        ("polygon_nan", float("nan"), "not a finite number (nan)"),
+        ("polygon_infinite", float("inf"), "not a finite number (inf)"),
+        ("polygon_huge", 1e12, "coordinates far outside the 50x40 image"),
+    ):
+        recs = copy.deepcopy(good)
+        recs[0]["annotations"][0]["segmentation"] = [[10, 10, value, 10, 30, 30, 10, 30]]
+        folder = dataset(name, recs)
+        cases.append(Case(name, run_args(folder), ["ann.json", "record #0 (img0.jpg) annotation 0", expect]))
+
+    # RLEs pycocotools decodes silently into uninitialised memory, or crashes on.
+    tall = np.zeros((60, 50), np.uint8)
+    tall[5:55, 5:20] = 1
+    for name, counts, expect in (
+        ("rle_short", "52", "its runs cover 7 pixels, its size 2000"),
+        ("rle_long", Region.from_mask(tall).rle["counts"], "its runs cover 3000 pixels, its size 2000"),  # type: ignore[index]
+        ("rle_garbage", "0\x7f", "is not of the RLE alphabet"),
+        ("rle_negative", [-5, 2005], "must be non-negative integers"),
+    ):
+        recs = copy.deepcopy(good)
+        recs[2]["annotations"][1]["segmentation"] = {"size": [40, 50], "counts": counts}
+        folder = dataset(name, recs)
+        cases.append(Case(name, run_args(folder), ["ann.json", "record #2 (img2.jpg) annotation 1", expect]))
+
     folder = dataset("predictions_unknown_id", good)
     ids = [f"img{i}#{k}" for i in range(3) for k in range(2)]
     preds = folder / "preds.jsonl"

@@ -91,6 +91,10 @@ class OspreyAdapter(Adapter):
         if self.batch_size < 1:
             raise ConfigError("batch_size must be >= 1")
         self.mode = checked_mode(mode)
+        if not self.path.is_dir():
+            raise ConfigError(f"path={self.path}: not a directory (the checkpoint folder)")
+        # The tokenizer first: a missing tokenizer.json is found before minutes of weight loading.
+        self.tokenizer = OspreyTokenizer.from_dir(self.path)
         official_mix = self.dtype == "bfloat16"
         self.model, self.config, self.report = load_osprey(
             self.path,
@@ -102,7 +106,6 @@ class OspreyAdapter(Adapter):
             vision_via=torch.float16 if official_mix else None,
         )
         print(f"evalkit: {name} loaded from {self.path}: {self.report.summary()}", file=sys.stderr)
-        self.tokenizer = OspreyTokenizer.from_dir(self.path)
         self.sampling = read_sampling(self.path)
         if self.device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = False  # keep fp32 mode exact
