@@ -264,7 +264,17 @@ def _fails(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: dict[str, An
     preds.write_text("".join(json.dumps(p) + "\n" for p in rows))
     args = ["score", "--task", "gcg_grandf_val", "--predictions", str(preds)]
     capsys.readouterr()
-    assert main([*args, "--data", f"captions={captions}", "--data", f"masks={masks}"]) != 0
+    # a phrase_model folder is given: the data check before scoring passes, the file is read
+    (tmp_path / "bert").mkdir(exist_ok=True)
+    data = [
+        "--data",
+        f"captions={captions}",
+        "--data",
+        f"masks={masks}",
+        "--data",
+        f"phrase_model={tmp_path / 'bert'}",
+    ]
+    assert main([*args, *data]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(preds) in err and "line 2" in err
     return err
