@@ -78,6 +78,9 @@ class DataKey(DataFacts):
     default: str | None = None
     description: str = ""
     needed_for: list[str] = ["run", "score"]  # commands that cannot work without it
+    # Passed to those commands when there, but its absence is no error: the protocol reports
+    # what it could not compute without it (GCG's mask recall without its phrase model).
+    optional: bool = False
     # Where to get it (a download page, the script that makes it): shown when it is missing.
     # Built-in families keep theirs in data_sources.yaml beside the cards (see SOURCES_FILE).
     source: str = ""

@@ -171,7 +171,7 @@ class Task:
         out = []
         for key, spec in self.card.data.items():
             path = data.get(key)
-            if needs not in spec.needed_for or (path is not None and _exists(path)):
+            if needs not in spec.needed_for or spec.optional or (path is not None and _exists(path)):
                 continue
             out.append(MissingData(key, path, spec.description, self.data_sources.get(key, "")))
         return out
