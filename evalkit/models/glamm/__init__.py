@@ -53,4 +53,10 @@ def glamm(**args: str) -> Adapter:
 
 @register_model("glamm-tiny")
 def glamm_tiny(**args: str) -> Adapter:
+    if "path" not in args and not bundled_tiny_path().is_dir():
+        # The tiny trained weights are made by the training tool; this build does not ship them.
+        raise ConfigError(
+            "glamm-tiny: no bundled weights in this build; train them with "
+            "`python -m evalkit.models.glamm.training.train_tiny --out DIR` and pass --model-args path=DIR"
+        )
     return _build("glamm-tiny", dict(args), bundled_tiny_path())
